@@ -1,0 +1,22 @@
+//! cairn-init: the PID 1 of every cairn box.
+//!
+//! It mounts the API filesystems, supervises the role's services from a
+//! TOML services file (dependency order, readiness, restart with backoff,
+//! log rings, zombie reaping, cgroups), serves the D-Bus control API, keeps
+//! the hardware watchdog fed and performs the orderly shutdown. The same
+//! binary runs as PID 1 of a PID namespace in supervise-only mode for tests
+//! and containers.
+
+pub mod boot;
+pub mod cgroup;
+pub mod config;
+pub mod logring;
+pub mod mounts;
+pub mod notify;
+pub mod power;
+pub mod runtime;
+pub mod spawn;
+pub mod supervisor;
+pub mod sys;
+pub mod users;
+pub mod watchdog;

@@ -1,0 +1,251 @@
+//! cairn-init's entry point: argument handling, mode selection, logging.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+
+use cairn_control::DEFAULT_CONTROL_SOCKET;
+use cairn_init::runtime::{self, Runtime, Settings};
+use cairn_init::{boot, config, power};
+use tracing::{error, info};
+
+const DEFAULT_SERVICES: &str = "/etc/cairn/services.toml";
+const USAGE: &str = "\
+usage: cairn-init [--services FILE] [--control SOCKET] [--notify-socket PATH]
+                  [--watchdog DEVICE] [--ready-line TEXT] [--check] [--version]
+
+As the machine's PID 1 (no --services): mounts the API filesystems and
+supervises /etc/cairn/services.toml. With --services: supervise-only mode,
+for PID namespaces and containers. --check validates the services file and
+exits.";
+
+#[derive(Debug, Default)]
+struct Args {
+    services: Option<PathBuf>,
+    control: Option<PathBuf>,
+    notify: Option<PathBuf>,
+    watchdog: Option<PathBuf>,
+    ready_line: Option<String>,
+    check: bool,
+}
+
+/// Parses arguments. As a machine's PID 1 the kernel may pass words of its
+/// command line it did not understand, so unknown words are then ignored.
+fn parse_args(argv: &[String], lenient: bool) -> Result<Option<Args>, String> {
+    let mut a = Args::default();
+    let mut it = argv.iter();
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().cloned().ok_or(format!("{name} needs a value"));
+        match arg.as_str() {
+            "--services" => a.services = Some(value("--services")?.into()),
+            "--control" => a.control = Some(value("--control")?.into()),
+            "--notify-socket" => a.notify = Some(value("--notify-socket")?.into()),
+            "--watchdog" => a.watchdog = Some(value("--watchdog")?.into()),
+            "--ready-line" => a.ready_line = Some(value("--ready-line")?),
+            "--check" => a.check = true,
+            "--version" => {
+                println!("cairn-init {}", env!("CARGO_PKG_VERSION"));
+                return Ok(None);
+            }
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(None);
+            }
+            other if lenient => {
+                let _ = other;
+            }
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(Some(a))
+}
+
+fn init_logging() {
+    let level = match std::env::var("CAIRN_LOG").as_deref() {
+        Ok("error") => tracing::Level::ERROR,
+        Ok("warn") => tracing::Level::WARN,
+        Ok("debug") => tracing::Level::DEBUG,
+        Ok("trace") => tracing::Level::TRACE,
+        _ => tracing::Level::INFO,
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_target(false)
+        .with_timer(tracing_subscriber::fmt::time::uptime())
+        .init();
+}
+
+fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let pid1 = std::process::id() == 1;
+    let supervise = argv.iter().any(|a| a == "--services" || a == "--check");
+    let args = match parse_args(&argv, pid1 && !supervise) {
+        Ok(Some(a)) => a,
+        Ok(None) => return,
+        Err(e) => {
+            eprintln!("cairn-init: {e}\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    if args.check {
+        let path = args.services.unwrap_or_else(|| DEFAULT_SERVICES.into());
+        match config::load(&path, Path::new("/")) {
+            Ok(f) => println!("{}: {} services, ok", path.display(), f.services.len()),
+            Err(e) => {
+                eprintln!("cairn-init: {e}");
+                std::process::exit(2);
+            }
+        }
+        return;
+    }
+    if supervise {
+        supervise_only(args);
+    } else if pid1 {
+        machine(args);
+    } else {
+        eprintln!("cairn-init: not PID 1; use --services FILE for supervise-only mode\n{USAGE}");
+        std::process::exit(2);
+    }
+}
+
+fn settings(args: &Args, watchdog: Option<PathBuf>) -> Settings {
+    let control = args.control.clone().unwrap_or_else(|| DEFAULT_CONTROL_SOCKET.into());
+    let notify = args.notify.clone().unwrap_or_else(|| {
+        control.parent().unwrap_or(Path::new("/run/cairn")).join("notify.sock")
+    });
+    Settings {
+        control_socket: control,
+        notify_socket: notify,
+        watchdog,
+        ready_line: args.ready_line.clone(),
+    }
+}
+
+/// Runs the runtime, restarting its loop if something panics: PID 1 must not die.
+fn run_forever(mut rt: Runtime) -> (cairn_control::PowerAction, Option<cairn_init::watchdog::Watchdog>) {
+    loop {
+        match catch_unwind(AssertUnwindSafe(|| rt.run())) {
+            Ok(done) => return done,
+            Err(_) => error!("main loop panicked; continuing"),
+        }
+    }
+}
+
+fn supervise_only(args: Args) {
+    init_logging();
+    let signals = match runtime::signal_fd() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("cairn-init: cannot set up signal handling: {e}");
+            std::process::exit(1);
+        }
+    };
+    let Some(path) = args.services.clone() else {
+        eprintln!("cairn-init: --services is required in supervise-only mode");
+        std::process::exit(2);
+    };
+    let file = match config::load(&path, Path::new("/")) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("cairn-init: {e}");
+            std::process::exit(2);
+        }
+    };
+    if std::process::id() != 1 {
+        // Orphans of our services come to us rather than to the real init.
+        if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+            error!(error = %e, "cannot become a child subreaper");
+        }
+    }
+    info!(services = file.services.len(), file = %path.display(), pid = std::process::id(), "cairn-init supervising");
+    let rt = match Runtime::new(file.services, settings(&args, args.watchdog.clone()), signals) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cairn-init: {e}");
+            std::process::exit(1);
+        }
+    };
+    let (action, watchdog) = run_forever(rt);
+    power::kill_stragglers();
+    if let Some(w) = watchdog {
+        let _ = w.close();
+    }
+    info!(action = action.as_str(), "supervise-only mode: exiting");
+    std::process::exit(0);
+}
+
+fn machine(args: Args) {
+    boot::mount_api_filesystems();
+    boot::attach_console();
+    init_logging();
+    info!(version = env!("CARGO_PKG_VERSION"), "cairn-init starting as PID 1");
+    boot::configure_system();
+    let signals = loop {
+        match runtime::signal_fd() {
+            Ok(s) => break s,
+            Err(e) => {
+                error!(error = %e, "cannot set up signal handling; retrying");
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+        }
+    };
+    let path = args.services.clone().unwrap_or_else(|| DEFAULT_SERVICES.into());
+    let services = match config::load(&path, Path::new("/")) {
+        Ok(f) => f.services,
+        Err(e) => {
+            error!("{e}");
+            error!("no services started; the control API stays up for diagnosis");
+            Vec::new()
+        }
+    };
+    let watchdog = args.watchdog.clone().or_else(|| {
+        let dev = PathBuf::from("/dev/watchdog");
+        dev.exists().then_some(dev)
+    });
+    let mut settings = settings(&args, watchdog);
+    let rt = loop {
+        match Runtime::new(services.clone(), settings.clone(), match runtime::signal_fd() {
+            Ok(s) => s,
+            Err(_) => continue,
+        }) {
+            Ok(rt) => break rt,
+            Err(e) => {
+                error!(error = %e, "runtime setup failed; retrying without the watchdog");
+                settings.watchdog = None;
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+        }
+    };
+    drop(signals);
+    let (action, watchdog) = run_forever(rt);
+    power::finish_machine(action, watchdog);
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn args(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn strict_mode_rejects_unknown_arguments() {
+        assert!(parse_args(&args(&["--services", "x", "--bogus"]), false).is_err());
+        assert!(parse_args(&args(&["--services"]), false).is_err());
+        let a = parse_args(&args(&["--services", "s.toml", "--control", "c.sock"]), false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.services, Some(PathBuf::from("s.toml")));
+        assert_eq!(a.control, Some(PathBuf::from("c.sock")));
+    }
+
+    #[test]
+    fn kernel_command_line_words_are_ignored_as_pid1() {
+        let a = parse_args(&args(&["quiet", "single", "--watchdog", "/dev/wd"]), true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.watchdog, Some(PathBuf::from("/dev/wd")));
+    }
+}

@@ -1,0 +1,55 @@
+//! cairn's control API: the `org.cairn.Init1` D-Bus interface that cairn-init (PID 1) serves on
+//! a private unix socket, and the blocking client that `cairnctl` uses.
+//!
+//! The connection is peer-to-peer D-Bus (no bus daemon), so the control socket keeps working
+//! when nothing else on the box does. The pieces:
+//!
+//! - [`types`]: the wire types ([`ServiceStatus`], [`LogLine`], [`PowerAction`]).
+//! - [`InitBackend`]: what cairn-init implements; the server forwards every call to it.
+//! - [`serve_init`]: binds the socket and serves it on one background thread.
+//! - [`InitClient`]: a blocking client with timeouts.
+//!
+//! Mutating calls (`Start`, `Stop`, `Restart`, `Power`) are allowed only to peers whose uid,
+//! read with `SO_PEERCRED` when the connection is accepted, is 0. Read-only calls are open to
+//! every local user.
+
+#![forbid(unsafe_code)]
+
+mod backend;
+mod client;
+mod frame;
+mod sasl;
+mod server;
+pub mod types;
+
+pub use backend::{BackendError, InitBackend};
+pub use client::{ClientError, DEFAULT_TIMEOUT, InitClient};
+pub use server::{
+    ControlServer, MAX_LOG_LINES_PER_CALL, MAX_NON_ROOT_CONNECTIONS, MAX_ROOT_CONNECTIONS,
+    ServerError, serve_init,
+};
+pub use types::{LogLine, PowerAction, ServiceStatus};
+
+/// D-Bus interface name of cairn-init's control API.
+pub const INIT_INTERFACE: &str = "org.cairn.Init1";
+
+/// Object path at which cairn-init serves [`INIT_INTERFACE`].
+pub const INIT_PATH: &str = "/org/cairn/Init1";
+
+/// Where cairn-init binds its control socket unless told otherwise (`/run` is a tmpfs, so a
+/// stale socket never survives a reboot).
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/cairn/control.sock";
+
+/// D-Bus error names returned by `org.cairn.Init1`; clients match on these.
+pub mod error_names {
+    /// The named service does not exist.
+    pub const UNKNOWN_SERVICE: &str = "org.cairn.Error.UnknownService";
+    /// The caller's uid may not make this call (mutating calls need uid 0).
+    pub const ACCESS_DENIED: &str = "org.cairn.Error.AccessDenied";
+    /// cairn-init is shutting down and accepts no more changes.
+    pub const SHUTTING_DOWN: &str = "org.cairn.Error.ShuttingDown";
+    /// An argument could not be parsed (e.g. an unknown power action).
+    pub const INVALID_ARGUMENT: &str = "org.cairn.Error.InvalidArgument";
+    /// Anything else went wrong inside cairn-init.
+    pub const FAILED: &str = "org.cairn.Error.Failed";
+}

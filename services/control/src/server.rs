@@ -1,0 +1,602 @@
+//! The `org.cairn.Init1` server: socket setup, the accept loop and the thin D-Bus layer.
+//!
+//! Everything runs on one thread named `cairn-control` with a current-thread tokio runtime:
+//! the accept loop and every connection are tasks on it, so a slow or hostile client only
+//! ever stalls its own task. Each connection's peer uid is read with `SO_PEERCRED` right
+//! after `accept` and fixed for the connection's lifetime; the authentication handshake is
+//! ours ([`crate::sasl`]), and every byte zbus reads passes a [`FrameGuard`] first.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::io::AsyncReadExt;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{UnixListener, UnixStream};
+use tracing::{debug, warn};
+use zbus::connection::socket::{ReadHalf, Split, WriteHalf};
+use zbus::export::futures_core::Stream;
+use zbus::fdo::ConnectionCredentials;
+
+use crate::INIT_PATH;
+use crate::backend::{BackendError, InitBackend};
+use crate::frame::FrameGuard;
+use crate::sasl::{Progress, SaslServer};
+use crate::types::{LogLine, PowerAction, ServiceStatus};
+
+/// Most lines one `Logs` call returns, whatever `max` asks for; clients page with `after_seq`.
+/// Bounds the size of a reply that PID 1 has to build.
+pub const MAX_LOG_LINES_PER_CALL: u32 = 4096;
+
+/// Most simultaneous connections from uids other than 0; more are closed right after accept.
+pub const MAX_NON_ROOT_CONNECTIONS: usize = 32;
+
+/// Most simultaneous connections from uid 0, counted apart from the others so that
+/// unprivileged clients cannot lock root out.
+pub const MAX_ROOT_CONNECTIONS: usize = 32;
+
+/// A client must finish the authentication handshake within this time.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Largest D-Bus message accepted from a client; real calls are a few hundred bytes.
+const MAX_INCOMING_MESSAGE: u64 = 64 * 1024;
+
+/// Pause after a failed `accept` (e.g. out of file descriptors) so the loop does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Why [`serve_init`] could not start serving.
+#[derive(thiserror::Error, Debug)]
+pub enum ServerError {
+    /// The socket's parent directory could not be created.
+    #[error("cannot create directory {}: {source}", path.display())]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// Something other than a socket is in the way.
+    #[error("{} exists and is not a socket; not removing it", path.display())]
+    NotASocket {
+        /// The socket path.
+        path: PathBuf,
+    },
+    /// Another live server answers on this socket.
+    #[error("{} is in use by a running server", path.display())]
+    InUse {
+        /// The socket path.
+        path: PathBuf,
+    },
+    /// The stale socket file could not be removed.
+    #[error("cannot remove stale socket {}: {source}", path.display())]
+    RemoveStale {
+        /// The socket path.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// `bind` or listener setup failed.
+    #[error("cannot bind control socket {}: {source}", path.display())]
+    Bind {
+        /// The socket path.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The socket's mode could not be set to 0666.
+    #[error("cannot chmod control socket {}: {source}", path.display())]
+    Chmod {
+        /// The socket path.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The runtime or the thread could not be created.
+    #[error("cannot start the control thread for {}: {source}", path.display())]
+    Thread {
+        /// The socket path.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+}
+
+/// Handle to the running control server.
+///
+/// The server runs until the process exits: dropping this handle does **not** stop the
+/// `cairn-control` thread (PID 1 never needs to), it only forgets the handle.
+#[derive(Debug)]
+pub struct ControlServer {
+    socket: PathBuf,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl ControlServer {
+    /// The socket path the server listens on.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// The `cairn-control` thread, e.g. to log its id.
+    pub fn thread(&self) -> &std::thread::Thread {
+        self.thread.thread()
+    }
+}
+
+/// Binds `socket` and serves `org.cairn.Init1` on it from a new thread named `cairn-control`.
+///
+/// Creates the parent directory if missing, replaces a stale socket file (one nobody answers
+/// on), and makes the socket mode 0666: access is checked per call, by the peer's uid. All
+/// setup errors are returned here; once running, the server logs problems with `tracing` and
+/// keeps going. It installs no signal handlers, starts no processes and leaves the signal
+/// mask alone: the new thread inherits the caller's mask, so call this after blocking the
+/// signals that the main thread wants to receive.
+pub fn serve_init(
+    socket: &Path,
+    backend: Arc<dyn InitBackend>,
+) -> Result<ControlServer, ServerError> {
+    let path = socket.to_path_buf();
+    if let Some(parent) = socket.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|source| ServerError::CreateDir {
+            path: parent.to_path_buf(),
+            source,
+        })?;
+    }
+    remove_stale_socket(socket)?;
+
+    let std_listener =
+        std::os::unix::net::UnixListener::bind(socket).map_err(|source| ServerError::Bind {
+            path: path.clone(),
+            source,
+        })?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o666)).map_err(|source| {
+        ServerError::Chmod {
+            path: path.clone(),
+            source,
+        }
+    })?;
+    std_listener
+        .set_nonblocking(true)
+        .map_err(|source| ServerError::Bind {
+            path: path.clone(),
+            source,
+        })?;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(|source| ServerError::Thread {
+            path: path.clone(),
+            source,
+        })?;
+    let listener = {
+        let _context = runtime.enter();
+        UnixListener::from_std(std_listener).map_err(|source| ServerError::Bind {
+            path: path.clone(),
+            source,
+        })?
+    };
+
+    let shared = Arc::new(Shared {
+        backend,
+        guid: server_guid(),
+        socket: path.clone(),
+        root_connections: AtomicUsize::new(0),
+        other_connections: AtomicUsize::new(0),
+    });
+    let thread = std::thread::Builder::new()
+        .name("cairn-control".to_owned())
+        .spawn(move || runtime.block_on(accept_loop(listener, shared)))
+        .map_err(|source| ServerError::Thread {
+            path: path.clone(),
+            source,
+        })?;
+    Ok(ControlServer {
+        socket: path,
+        thread,
+    })
+}
+
+/// Removes a leftover socket file nobody answers on; refuses to touch anything else.
+fn remove_stale_socket(socket: &Path) -> Result<(), ServerError> {
+    let metadata = match std::fs::symlink_metadata(socket) {
+        Ok(metadata) => metadata,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(ServerError::RemoveStale {
+                path: socket.to_path_buf(),
+                source,
+            });
+        }
+    };
+    if !metadata.file_type().is_socket() {
+        return Err(ServerError::NotASocket {
+            path: socket.to_path_buf(),
+        });
+    }
+    if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+        return Err(ServerError::InUse {
+            path: socket.to_path_buf(),
+        });
+    }
+    std::fs::remove_file(socket).map_err(|source| ServerError::RemoveStale {
+        path: socket.to_path_buf(),
+        source,
+    })
+}
+
+/// A server GUID (32 hex digits) that is unique enough without asking the kernel for random
+/// bytes, which can block early in boot.
+fn server_guid() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{:024x}{:08x}", nanos & ((1 << 96) - 1), std::process::id())
+}
+
+/// State shared by all connection tasks.
+struct Shared {
+    backend: Arc<dyn InitBackend>,
+    guid: String,
+    socket: PathBuf,
+    root_connections: AtomicUsize,
+    other_connections: AtomicUsize,
+}
+
+async fn accept_loop(listener: UnixListener, shared: Arc<Shared>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => admit(stream, &shared),
+            Err(error) => {
+                warn!(socket = %shared.socket.display(), %error, "control socket accept failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+            }
+        }
+    }
+}
+
+/// Reads the peer's credentials, applies the connection limits and spawns the connection task.
+fn admit(stream: UnixStream, shared: &Arc<Shared>) {
+    let cred = match stream.peer_cred() {
+        Ok(cred) => cred,
+        Err(error) => {
+            warn!(%error, "cannot read control peer credentials; closing");
+            return;
+        }
+    };
+    let uid = cred.uid();
+    let Some(slot) = ConnectionSlot::take(shared, uid) else {
+        warn!(uid, "too many control connections; closing a new one");
+        return;
+    };
+    let shared = Arc::clone(shared);
+    tokio::spawn(async move {
+        let pid = cred.pid().and_then(|pid| u32::try_from(pid).ok());
+        if let Err(error) = serve_connection(stream, uid, pid, &shared).await {
+            debug!(uid, pid, %error, "control connection ended");
+        }
+        drop(slot);
+    });
+}
+
+/// A place in the per-class connection count, given back on drop.
+struct ConnectionSlot {
+    shared: Arc<Shared>,
+    root: bool,
+}
+
+impl ConnectionSlot {
+    fn take(shared: &Arc<Shared>, uid: u32) -> Option<Self> {
+        let root = uid == 0;
+        let (counter, limit) = if root {
+            (&shared.root_connections, MAX_ROOT_CONNECTIONS)
+        } else {
+            (&shared.other_connections, MAX_NON_ROOT_CONNECTIONS)
+        };
+        counter
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .ok()?;
+        Some(ConnectionSlot {
+            shared: Arc::clone(shared),
+            root,
+        })
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let counter = if self.root {
+            &self.shared.root_connections
+        } else {
+            &self.shared.other_connections
+        };
+        counter.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Why a connection ended early.
+#[derive(thiserror::Error, Debug)]
+enum ConnectionError {
+    #[error("handshake: {0}")]
+    Sasl(#[from] crate::sasl::SaslError),
+    #[error("handshake timed out after {} s", HANDSHAKE_TIMEOUT.as_secs())]
+    HandshakeTimeout,
+    #[error("peer closed the connection during the handshake")]
+    HandshakeEof,
+    #[error("socket: {0}")]
+    Io(#[from] io::Error),
+    #[error("D-Bus setup: {0}")]
+    Dbus(#[from] zbus::Error),
+}
+
+async fn serve_connection(
+    stream: UnixStream,
+    uid: u32,
+    pid: Option<u32>,
+    shared: &Shared,
+) -> Result<(), ConnectionError> {
+    let (mut read, mut write) = stream.into_split();
+    let leftover = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        handshake(&mut read, &mut write, SaslServer::new(uid, &shared.guid)),
+    )
+    .await
+    .map_err(|_| ConnectionError::HandshakeTimeout)??;
+
+    let read = GuardedRead {
+        inner: read,
+        pending: leftover,
+        guard: FrameGuard::new(MAX_INCOMING_MESSAGE),
+        uid,
+        pid,
+    };
+    let socket = Split::new(
+        Box::new(read) as Box<dyn ReadHalf>,
+        Box::new(write) as Box<dyn WriteHalf>,
+    );
+    let iface = Init1 {
+        backend: Arc::clone(&shared.backend),
+        peer_uid: uid,
+    };
+    let connection = zbus::connection::Builder::authenticated_socket(socket, shared.guid.as_str())?
+        .p2p()
+        .serve_at(INIT_PATH, iface)?
+        .build()
+        .await?;
+
+    // The object server answers calls in its own tasks; this one only waits for the end of
+    // the stream (peer gone, or a read error such as a rejected frame), then drops the
+    // connection, which closes the socket.
+    let mut messages = zbus::MessageStream::from(&connection);
+    while let Some(Ok(_)) = std::future::poll_fn(|cx| Pin::new(&mut messages).poll_next(cx)).await {
+    }
+    Ok(())
+}
+
+/// Runs the authentication handshake; returns bytes received after `BEGIN`.
+async fn handshake(
+    read: &mut OwnedReadHalf,
+    write: &mut OwnedWriteHalf,
+    mut sasl: SaslServer,
+) -> Result<Vec<u8>, ConnectionError> {
+    let mut buf = [0u8; 256];
+    let mut replies = Vec::new();
+    loop {
+        let n = read.read(&mut buf).await?;
+        if n == 0 {
+            return Err(ConnectionError::HandshakeEof);
+        }
+        let progress = sasl.feed(&buf[..n], &mut replies)?;
+        let mut sent = 0;
+        while sent < replies.len() {
+            // zbus's `sendmsg` passes MSG_NOSIGNAL: a vanished peer is an error, not SIGPIPE.
+            sent += WriteHalf::sendmsg(write, &replies[sent..], &[]).await?;
+        }
+        replies.clear();
+        if let Progress::Done { leftover } = progress {
+            return Ok(leftover);
+        }
+    }
+}
+
+/// The read half zbus gets: plain `read(2)` (file descriptors a client might send are
+/// discarded by the kernel), bytes left from the handshake first, every byte checked by a
+/// [`FrameGuard`] before zbus sees it.
+#[derive(Debug)]
+struct GuardedRead {
+    inner: OwnedReadHalf,
+    pending: Vec<u8>,
+    guard: FrameGuard,
+    /// From `SO_PEERCRED` at accept.
+    uid: u32,
+    pid: Option<u32>,
+}
+
+#[zbus::export::async_trait::async_trait]
+impl ReadHalf for GuardedRead {
+    async fn recvmsg(&mut self, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+        let n = if self.pending.is_empty() {
+            self.inner.read(buf).await?
+        } else {
+            let n = self.pending.len().min(buf.len());
+            buf[..n].copy_from_slice(&self.pending[..n]);
+            self.pending.drain(..n);
+            n
+        };
+        self.guard
+            .feed(&buf[..n])
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        Ok((n, Vec::new()))
+    }
+
+    async fn peer_credentials(&mut self) -> io::Result<ConnectionCredentials> {
+        let credentials = ConnectionCredentials::default().set_unix_user_id(self.uid);
+        Ok(match self.pid {
+            Some(pid) => credentials.set_process_id(pid),
+            None => credentials,
+        })
+    }
+}
+
+/// D-Bus errors of `org.cairn.Init1`; the names are [`crate::error_names`].
+#[derive(Debug, zbus::DBusError)]
+#[zbus(prefix = "org.cairn.Error")]
+enum ControlError {
+    /// Transport-level failure inside zbus.
+    #[zbus(error)]
+    ZBus(zbus::Error),
+    UnknownService(String),
+    AccessDenied(String),
+    ShuttingDown(String),
+    InvalidArgument(String),
+    Failed(String),
+}
+
+/// The one place backend errors become D-Bus errors.
+fn to_dbus(error: BackendError) -> ControlError {
+    let message = error.to_string();
+    match error {
+        BackendError::UnknownService(_) => ControlError::UnknownService(message),
+        BackendError::ShuttingDown => ControlError::ShuttingDown(message),
+        BackendError::Internal(_) => ControlError::Failed(message),
+    }
+}
+
+/// The interface object of one connection; `peer_uid` comes from `SO_PEERCRED` at accept.
+struct Init1 {
+    backend: Arc<dyn InitBackend>,
+    peer_uid: u32,
+}
+
+impl Init1 {
+    fn require_root(&self, method: &str) -> Result<(), ControlError> {
+        if self.peer_uid == 0 {
+            Ok(())
+        } else {
+            Err(ControlError::AccessDenied(format!(
+                "uid {} may not call {method}: changing services or power state needs uid 0",
+                self.peer_uid
+            )))
+        }
+    }
+}
+
+fn service_name(name: &str) -> Result<&str, ControlError> {
+    if name.is_empty() {
+        Err(ControlError::InvalidArgument(
+            "service name is empty".to_owned(),
+        ))
+    } else {
+        Ok(name)
+    }
+}
+
+#[zbus::interface(name = "org.cairn.Init1")]
+impl Init1 {
+    /// All supervised services.
+    fn list_services(&self) -> Vec<ServiceStatus> {
+        self.backend.list_services()
+    }
+
+    /// Starts a service (uid 0 only).
+    fn start(&self, name: &str) -> Result<(), ControlError> {
+        self.require_root("Start")?;
+        self.backend.start(service_name(name)?).map_err(to_dbus)
+    }
+
+    /// Stops a service (uid 0 only).
+    fn stop(&self, name: &str) -> Result<(), ControlError> {
+        self.require_root("Stop")?;
+        self.backend.stop(service_name(name)?).map_err(to_dbus)
+    }
+
+    /// Restarts a service (uid 0 only).
+    fn restart(&self, name: &str) -> Result<(), ControlError> {
+        self.require_root("Restart")?;
+        self.backend.restart(service_name(name)?).map_err(to_dbus)
+    }
+
+    /// Log lines with seq > after_seq, oldest first, at most min(max, MAX_LOG_LINES_PER_CALL).
+    fn logs(&self, name: &str, after_seq: u64, max: u32) -> Result<Vec<LogLine>, ControlError> {
+        let max = max.min(MAX_LOG_LINES_PER_CALL);
+        let mut lines = self
+            .backend
+            .logs(service_name(name)?, after_seq, max)
+            .map_err(to_dbus)?;
+        lines.truncate(max as usize);
+        Ok(lines)
+    }
+
+    /// Reboots or powers off after an orderly shutdown (uid 0 only).
+    fn power(&self, action: &str) -> Result<(), ControlError> {
+        self.require_root("Power")?;
+        let action = PowerAction::parse(action).ok_or_else(|| {
+            ControlError::InvalidArgument(format!(
+                "unknown power action \"{action}\" (expected \"reboot\" or \"poweroff\")"
+            ))
+        })?;
+        self.backend.power(action).map_err(to_dbus)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error_names;
+    use zbus::DBusError;
+
+    #[test]
+    fn error_names_match_the_published_constants() {
+        let cases = [
+            (
+                ControlError::UnknownService(String::new()),
+                error_names::UNKNOWN_SERVICE,
+            ),
+            (
+                ControlError::AccessDenied(String::new()),
+                error_names::ACCESS_DENIED,
+            ),
+            (
+                ControlError::ShuttingDown(String::new()),
+                error_names::SHUTTING_DOWN,
+            ),
+            (
+                ControlError::InvalidArgument(String::new()),
+                error_names::INVALID_ARGUMENT,
+            ),
+            (ControlError::Failed(String::new()), error_names::FAILED),
+        ];
+        for (error, name) in cases {
+            assert_eq!(error.name().as_str(), name);
+        }
+    }
+
+    #[test]
+    fn backend_errors_map_to_names_and_keep_their_message() {
+        let e = to_dbus(BackendError::UnknownService("web".into()));
+        assert_eq!(e.name().as_str(), error_names::UNKNOWN_SERVICE);
+        assert_eq!(e.description(), Some("no such service \"web\""));
+        let e = to_dbus(BackendError::ShuttingDown);
+        assert_eq!(e.name().as_str(), error_names::SHUTTING_DOWN);
+        let e = to_dbus(BackendError::Internal("boom".into()));
+        assert_eq!(e.name().as_str(), error_names::FAILED);
+        assert_eq!(e.description(), Some("cairn-init failed: boom"));
+    }
+
+    #[test]
+    fn guid_is_32_hex_digits_and_valid_for_zbus() {
+        let guid = server_guid();
+        assert_eq!(guid.len(), 32);
+        assert!(guid.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert!(zbus::Guid::try_from(guid.as_str()).is_ok());
+    }
+}

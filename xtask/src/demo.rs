@@ -1,0 +1,128 @@
+//! The live demo (until the image builder lands): cairn-init supervising a
+//! few services as PID 1 of a fresh PID namespace, shown through cairnctl.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::lab::{NsInit, monotonic_ms, status_kib};
+use crate::{build_release, root, step};
+
+const SERVICES: &str = r#"# The demo's services file (written by `cargo xtask demo`).
+
+# A oneshot: brings up loopback in the demo's network namespace, then is "done".
+[[service]]
+name = "net"
+exec = ["/usr/sbin/ip", "link", "set", "lo", "up"]
+restart = "never"
+
+# A web server, ready once its TCP port accepts connections.
+[[service]]
+name = "web"
+exec = ["/bin/busybox", "httpd", "-f", "-v", "-p", "127.0.0.1:8080", "-h", "@DIR@/www"]
+after = ["net"]
+ready = { tcp = "127.0.0.1:8080" }
+stop_grace_ms = 2000
+
+# A worker that reports readiness with sd_notify (READY=1) after warming up.
+[[service]]
+name = "worker"
+exec = ["/bin/sh", "-c", "echo warming up; sleep 0.5; @BIN@/cairnctl notify READY=1 'STATUS=processing jobs'; while :; do sleep 1; done"]
+after = ["web"]
+ready = { notify = true }
+
+# A service that keeps crashing: restarted with exponential backoff until the start limit.
+[[service]]
+name = "flaky"
+exec = ["/bin/sh", "-c", "echo starting; sleep 0.2; echo oops >&2; exit 1"]
+restart_delay_ms = 200
+start_limit = { burst = 4, interval_ms = 30000, cooldown_ms = 0 }
+"#;
+
+fn ctl(bin: &Path, control: &Path, args: &[&str]) -> Result<()> {
+    println!("\n$ cairnctl {}", args.join(" "));
+    let st = Command::new(bin.join("cairnctl"))
+        .arg("--control")
+        .arg(control)
+        .args(args)
+        .status()
+        .context("running cairnctl")?;
+    if !st.success() {
+        bail!("cairnctl {args:?} failed ({st})");
+    }
+    Ok(())
+}
+
+/// Runs the demo.
+pub fn run() -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("the demo creates PID and network namespaces: run it as root");
+    }
+    let bin = build_release()?;
+    let dir = root().join("target/demo");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("www"))?;
+    std::fs::write(dir.join("www/index.html"), "hello from a service supervised by cairn-init\n")?;
+    let services = dir.join("services.toml");
+    std::fs::write(
+        &services,
+        SERVICES
+            .replace("@DIR@", &dir.display().to_string())
+            .replace("@BIN@", &bin.display().to_string()),
+    )?;
+
+    step("starting cairn-init as PID 1 of a new PID + network namespace");
+    println!("    services file: {}", services.display());
+    let t0 = monotonic_ms();
+    let mut init = NsInit::start(&bin, &dir, &services, "DEMO-READY t_ms={t_ms}")?;
+    let ready = init.wait_line("DEMO-READY", Duration::from_secs(30))?;
+    let t_ready: u64 = ready.trim_start_matches("DEMO-READY t_ms=").trim().parse().unwrap_or(t0);
+    println!("    all services ready {} ms after start", t_ready.saturating_sub(t0));
+    ctl(&bin, &init.control, &["status"])?;
+
+    step("the web service answers inside the namespace");
+    let init_pid = init.init_pid()?;
+    let out = Command::new("nsenter")
+        .args(["-t", &init_pid.to_string(), "-n", "/bin/busybox", "wget", "-qO-", "http://127.0.0.1:8080/"])
+        .output()
+        .context("nsenter")?;
+    print!("    GET / -> {}", String::from_utf8_lossy(&out.stdout));
+
+    step("the crashing service backs off (200, 400, 800 ms) and hits its start limit");
+    let client = init.client()?;
+    let end = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < end {
+        let st = client.list_services()?;
+        if st.iter().any(|s| s.name == "flaky" && s.state == "failed") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ctl(&bin, &init.control, &["logs", "flaky", "-n", "12"])?;
+
+    step("operator actions: restart web, then show its log");
+    ctl(&bin, &init.control, &["restart", "web"])?;
+    std::thread::sleep(Duration::from_millis(300));
+    ctl(&bin, &init.control, &["status"])?;
+    ctl(&bin, &init.control, &["logs", "web", "-n", "5"])?;
+
+    let rss = status_kib(init_pid, "VmRSS").unwrap_or(0);
+
+    step("orderly shutdown: SIGTERM to PID 1 stops services in reverse dependency order");
+    let t = Instant::now();
+    let st = init.stop(Duration::from_secs(30))?;
+    let log = init.log_text();
+    for line in log.lines().skip_while(|l| !l.contains("shutdown requested")) {
+        println!("    {line}");
+    }
+    println!(
+        "\nsummary: ready in {} ms, PID 1 resident memory {} KiB with 4 services, shutdown took {} ms ({st})",
+        t_ready.saturating_sub(t0),
+        rss,
+        t.elapsed().as_millis()
+    );
+    println!("full console log: {}", dir.join("init.log").display());
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! `cargo xtask`: the project's tasks. `setup` installs host packages,
+//! `demo` runs the main job on the built-in example, `test` runs every test,
+//! `bench` measures and writes `bench/report.md`.
+
+mod bench;
+mod demo;
+mod lab;
+mod setup;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "cairn project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install the host packages the project needs (idempotent; needs root).
+    Setup,
+    /// Set up, build, and run the live demo on the built-in example.
+    Demo,
+    /// Set up, then run formatting and lint checks and every test (unit, privileged).
+    Test {
+        /// Skip `cargo fmt --check` and clippy.
+        #[arg(long)]
+        no_lint: bool,
+        /// Extra arguments passed to `cargo test` after `--`.
+        #[arg(last = true)]
+        rest: Vec<String>,
+    },
+    /// Build in release mode and run the benchmark suite.
+    Bench {
+        /// Runs per measurement.
+        #[arg(long, default_value_t = 7)]
+        runs: usize,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Setup => setup::run(),
+        Cmd::Demo => {
+            setup::run()?;
+            demo::run()
+        }
+        Cmd::Test { no_lint, rest } => {
+            setup::run()?;
+            test(no_lint, &rest)
+        }
+        Cmd::Bench { runs } => {
+            setup::run()?;
+            bench::run(runs)
+        }
+    }
+}
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Prints a step header.
+pub fn step(what: &str) {
+    println!("\n==> {what}");
+}
+
+/// Runs a command in the workspace root, failing on a non-zero exit.
+pub fn run_cmd(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    let t = Instant::now();
+    let st = cmd
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("cannot run {shown}"))?;
+    if !st.success() {
+        bail!("{shown} failed ({st})");
+    }
+    println!("    ({:.1} s)", t.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// Builds the release binaries the demo and benchmarks use; returns their directory.
+pub fn build_release() -> Result<PathBuf> {
+    step("building release binaries");
+    run_cmd(cargo().args(["build", "--release", "-p", "cairn-init", "-p", "cairnctl"]))?;
+    Ok(root().join("target/release"))
+}
+
+fn test(no_lint: bool, rest: &[String]) -> Result<()> {
+    let t = Instant::now();
+    if !nix::unistd::geteuid().is_root() {
+        bail!("the test suite includes privileged tests (namespaces): run it as root");
+    }
+    if !no_lint {
+        step("cargo fmt --check");
+        run_cmd(cargo().args(["fmt", "--all", "--", "--check"]))?;
+        step("cargo clippy -D warnings");
+        run_cmd(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    }
+    step("cargo test --workspace (unit, integration and privileged tests)");
+    let mut c = cargo();
+    c.args(["test", "--workspace"]);
+    if !rest.is_empty() {
+        c.arg("--").args(rest);
+    }
+    run_cmd(&mut c)?;
+    println!("\nall tests passed in {:.0} s", t.elapsed().as_secs_f64());
+    Ok(())
+}
