@@ -7,11 +7,17 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-/// Runs in the child between fork and exec: new session (own process group,
-/// no controlling terminal), join the service's cgroup, and mark every
-/// inherited descriptor above stderr close-on-exec so nothing leaks.
+use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
+
+/// Runs in the child between fork and exec: empty signal mask (PID 1 blocks
+/// the signals it reads through its signalfd, and the mask survives exec),
+/// new session (own process group, no controlling terminal), join the
+/// service's cgroup, and mark every inherited descriptor above stderr
+/// close-on-exec so nothing leaks.
 pub fn child_setup(cmd: &mut Command, cgroup_procs: Option<RawFd>) {
+    let empty = SigSet::empty();
     let setup = move || -> io::Result<()> {
+        sigprocmask(SigmaskHow::SIG_SETMASK, Some(&empty), None).map_err(io::Error::from)?;
         nix::unistd::setsid().map_err(io::Error::from)?;
         if let Some(fd) = cgroup_procs {
             // SAFETY: `fd` is an open descriptor of cgroup.procs owned by the
@@ -38,8 +44,9 @@ pub fn child_setup(cmd: &mut Command, cgroup_procs: Option<RawFd>) {
         }
         Ok(())
     };
-    // SAFETY: the closure only makes async-signal-safe system calls (setsid,
-    // write, close_range) and does not allocate, lock or log.
+    // SAFETY: the closure only makes async-signal-safe system calls
+    // (sigprocmask, setsid, write, close_range) on values prepared before the
+    // fork, and does not allocate, lock or log.
     unsafe {
         cmd.pre_exec(setup);
     }

@@ -253,6 +253,12 @@ fn services_get_no_leaked_fds_or_signal_mask_and_their_own_group_and_cgroup() {
 name = "probe"
 exec = ["/bin/sh", "-c", "grep -E '^Sig(Blk|Ign)' /proc/$$/status; echo fds: $(ls /proc/$$/fd | sort -n | tr '\\n' ' '); echo stat: $(cut -d' ' -f1,5,6 /proc/$$/stat); echo cgroup: $(grep '^0::' /proc/$$/cgroup); echo env: $(env | sort | tr '\\n' ' '); exec sleep 1000"]
 env = { GREETING = "hello" }
+
+# Not a shell (shells reset their own mask): the exec'd program reports itself.
+[[service]]
+name = "plain"
+exec = ["/bin/grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"]
+restart = "never"
 "#,
     );
     lab.wait_until("probe output", Duration::from_secs(10), || {
@@ -272,6 +278,13 @@ env = { GREETING = "hello" }
     let stat: Vec<String> = line("stat:").split_whitespace().skip(1).map(str::to_owned).collect();
     assert_eq!(stat.len(), 3, "{stat:?}");
     assert!(stat[0] == stat[1] && stat[1] == stat[2], "own process group and session: {stat:?}");
+    lab.wait_until("plain done", Duration::from_secs(10), || lab.service("plain")["state"] == "done");
+    let plain: Vec<String> = lab.logs("plain").into_iter().filter(|l| l.1 == "stdout").map(|l| l.2).collect();
+    assert_eq!(
+        plain,
+        ["SigBlk:\t0000000000000000", "SigIgn:\t0000000000000000"],
+        "signal mask or ignored signals leaked into an exec'd program"
+    );
     let cg = line("cgroup:");
     let has_cgroup2 = std::fs::read_to_string("/proc/self/mountinfo").unwrap().contains(" - cgroup2 ");
     assert!(has_cgroup2, "this host has no cgroup2 mount; the cgroup check cannot run");
@@ -338,7 +351,7 @@ exec = ["/bin/sleep", "1000"]
     lab.ctl(&["poweroff"]);
     let st = lab.wait_exit(Duration::from_secs(15));
     assert!(st.success(), "{st}");
-    assert!(lab.log().contains("action=poweroff"), "{}", lab.log());
+    assert!(lab.log().contains("exiting action=\"poweroff\""), "{}", lab.log());
 }
 
 #[test]

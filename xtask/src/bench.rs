@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use crate::lab::{NsInit, children, monotonic_ms, status_kib};
-use crate::{build_release, root, step};
+use crate::{build_release, root, step, target_dir};
 
 /// Ten services: six independent, a chain of three, one oneshot.
 fn ten_services() -> String {
@@ -188,7 +188,7 @@ pub fn run(runs: usize) -> Result<()> {
         bail!("the benchmarks create namespaces: run them as root");
     }
     let bin = build_release()?;
-    let dir = root().join("target/bench");
+    let dir = target_dir().join("bench");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let services = dir.join("services.toml");

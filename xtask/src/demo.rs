@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::lab::{NsInit, monotonic_ms, status_kib};
-use crate::{build_release, root, step};
+use crate::{build_release, step, target_dir};
 
 const SERVICES: &str = r#"# The demo's services file (written by `cargo xtask demo`).
 
@@ -61,7 +61,7 @@ pub fn run() -> Result<()> {
         bail!("the demo creates PID and network namespaces: run it as root");
     }
     let bin = build_release()?;
-    let dir = root().join("target/demo");
+    let dir = target_dir().join("demo");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("www"))?;
     std::fs::write(dir.join("www/index.html"), "hello from a service supervised by cairn-init\n")?;

@@ -71,6 +71,14 @@ pub fn root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// Where cargo puts build output (honours `CARGO_TARGET_DIR`).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| if p.is_absolute() { p } else { root().join(p) })
+        .unwrap_or_else(|| root().join("target"))
+}
+
 /// Prints a step header.
 pub fn step(what: &str) {
     println!("\n==> {what}");
@@ -99,7 +107,7 @@ fn cargo() -> Command {
 pub fn build_release() -> Result<PathBuf> {
     step("building release binaries");
     run_cmd(cargo().args(["build", "--release", "-p", "cairn-init", "-p", "cairnctl"]))?;
-    Ok(root().join("target/release"))
+    Ok(target_dir().join("release"))
 }
 
 fn test(no_lint: bool, rest: &[String]) -> Result<()> {

@@ -56,7 +56,15 @@ pub enum ClientError {
         /// The server's description.
         message: String,
     },
-    /// The call failed without an error reply: connection lost, malformed reply, ...
+    /// The connection broke: cairn-init exited, restarted or closed it.
+    #[error("{method}: connection to cairn-init lost ({source})")]
+    Disconnected {
+        /// The D-Bus method.
+        method: &'static str,
+        /// The underlying error.
+        source: zbus::Error,
+    },
+    /// The call failed without an error reply for another reason, e.g. a malformed reply.
     #[error("{method} failed: {source}")]
     Call {
         /// The D-Bus method.
@@ -206,11 +214,20 @@ impl InitClient {
 
 /// Turns a zbus error into the matching [`ClientError`].
 fn map_call_error(method: &'static str, service: Option<&str>, error: zbus::Error) -> ClientError {
-    let zbus::Error::MethodError(name, description, _) = &error else {
-        return ClientError::Call {
-            method,
-            source: error,
-        };
+    let (name, description) = match &error {
+        zbus::Error::MethodError(name, description, _) => (name, description),
+        zbus::Error::InputOutput(_) => {
+            return ClientError::Disconnected {
+                method,
+                source: error,
+            };
+        }
+        _ => {
+            return ClientError::Call {
+                method,
+                source: error,
+            };
+        }
     };
     let message = description.clone().unwrap_or_default();
     match (name.as_str(), service) {

@@ -17,6 +17,7 @@
 
 mod backend;
 mod client;
+mod dispatch;
 mod frame;
 mod sasl;
 mod server;

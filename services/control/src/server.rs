@@ -1,4 +1,5 @@
-//! The `org.cairn.Init1` server: socket setup, the accept loop and the thin D-Bus layer.
+//! The `org.cairn.Init1` server: socket setup, the accept loop and per-connection plumbing
+//! (the method layer itself is [`crate::dispatch`]).
 //!
 //! Everything runs on one thread named `cairn-control` with a current-thread tokio runtime:
 //! the accept loop and every connection are tasks on it, so a slow or hostile client only
@@ -23,11 +24,10 @@ use zbus::connection::socket::{ReadHalf, Split, WriteHalf};
 use zbus::export::futures_core::Stream;
 use zbus::fdo::ConnectionCredentials;
 
-use crate::INIT_PATH;
-use crate::backend::{BackendError, InitBackend};
+use crate::backend::InitBackend;
+use crate::dispatch::Handler;
 use crate::frame::FrameGuard;
 use crate::sasl::{Progress, SaslServer};
-use crate::types::{LogLine, PowerAction, ServiceStatus};
 
 /// Most lines one `Logs` call returns, whatever `max` asks for; clients page with `after_seq`.
 /// Bounds the size of a reply that PID 1 has to build.
@@ -44,7 +44,11 @@ pub const MAX_ROOT_CONNECTIONS: usize = 32;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Largest D-Bus message accepted from a client; real calls are a few hundred bytes.
-const MAX_INCOMING_MESSAGE: u64 = 64 * 1024;
+const MAX_INCOMING_MESSAGE: u64 = 8 * 1024;
+
+/// Messages zbus may hold for a connection before it stops reading the socket. With the
+/// frame limit this bounds what a client that never reads replies can make us buffer.
+const MAX_QUEUED_MESSAGES: usize = 4;
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -352,10 +356,14 @@ async fn serve_connection(
     .await
     .map_err(|_| ConnectionError::HandshakeTimeout)??;
 
+    // zbus drops messages that arrive while nobody listens, so its reader may only start
+    // once our message stream exists.
+    let (start_reading, may_read) = tokio::sync::oneshot::channel();
     let read = GuardedRead {
         inner: read,
         pending: leftover,
         guard: FrameGuard::new(MAX_INCOMING_MESSAGE),
+        may_read: Some(may_read),
         uid,
         pid,
     };
@@ -363,21 +371,25 @@ async fn serve_connection(
         Box::new(read) as Box<dyn ReadHalf>,
         Box::new(write) as Box<dyn WriteHalf>,
     );
-    let iface = Init1 {
+    let connection = zbus::connection::Builder::authenticated_socket(socket, shared.guid.as_str())?
+        .p2p()
+        .max_queued(MAX_QUEUED_MESSAGES)
+        .build()
+        .await?;
+    let mut messages = zbus::MessageStream::from(&connection);
+    // Fails only if the reader is gone already, which the stream reports next.
+    let _ = start_reading.send(());
+
+    let handler = Handler {
         backend: Arc::clone(&shared.backend),
         peer_uid: uid,
     };
-    let connection = zbus::connection::Builder::authenticated_socket(socket, shared.guid.as_str())?
-        .p2p()
-        .serve_at(INIT_PATH, iface)?
-        .build()
-        .await?;
-
-    // The object server answers calls in its own tasks; this one only waits for the end of
-    // the stream (peer gone, or a read error such as a rejected frame), then drops the
-    // connection, which closes the socket.
-    let mut messages = zbus::MessageStream::from(&connection);
-    while let Some(Ok(_)) = std::future::poll_fn(|cx| Pin::new(&mut messages).poll_next(cx)).await {
+    // Ends when the peer goes away or a read fails (e.g. a frame the guard rejected);
+    // dropping the connection then closes the socket.
+    while let Some(Ok(message)) =
+        std::future::poll_fn(|cx| Pin::new(&mut messages).poll_next(cx)).await
+    {
+        handler.answer(&connection, &message).await?;
     }
     Ok(())
 }
@@ -416,6 +428,8 @@ struct GuardedRead {
     inner: OwnedReadHalf,
     pending: Vec<u8>,
     guard: FrameGuard,
+    /// Resolves once the connection's message stream is listening.
+    may_read: Option<tokio::sync::oneshot::Receiver<()>>,
     /// From `SO_PEERCRED` at accept.
     uid: u32,
     pid: Option<u32>,
@@ -424,6 +438,10 @@ struct GuardedRead {
 #[zbus::export::async_trait::async_trait]
 impl ReadHalf for GuardedRead {
     async fn recvmsg(&mut self, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+        if let Some(may_read) = self.may_read.take() {
+            // An error means the connection is being torn down; reading then fails or ends.
+            let _ = may_read.await;
+        }
         let n = if self.pending.is_empty() {
             self.inner.read(buf).await?
         } else {
@@ -447,150 +465,10 @@ impl ReadHalf for GuardedRead {
     }
 }
 
-/// D-Bus errors of `org.cairn.Init1`; the names are [`crate::error_names`].
-#[derive(Debug, zbus::DBusError)]
-#[zbus(prefix = "org.cairn.Error")]
-enum ControlError {
-    /// Transport-level failure inside zbus.
-    #[zbus(error)]
-    ZBus(zbus::Error),
-    UnknownService(String),
-    AccessDenied(String),
-    ShuttingDown(String),
-    InvalidArgument(String),
-    Failed(String),
-}
-
-/// The one place backend errors become D-Bus errors.
-fn to_dbus(error: BackendError) -> ControlError {
-    let message = error.to_string();
-    match error {
-        BackendError::UnknownService(_) => ControlError::UnknownService(message),
-        BackendError::ShuttingDown => ControlError::ShuttingDown(message),
-        BackendError::Internal(_) => ControlError::Failed(message),
-    }
-}
-
-/// The interface object of one connection; `peer_uid` comes from `SO_PEERCRED` at accept.
-struct Init1 {
-    backend: Arc<dyn InitBackend>,
-    peer_uid: u32,
-}
-
-impl Init1 {
-    fn require_root(&self, method: &str) -> Result<(), ControlError> {
-        if self.peer_uid == 0 {
-            Ok(())
-        } else {
-            Err(ControlError::AccessDenied(format!(
-                "uid {} may not call {method}: changing services or power state needs uid 0",
-                self.peer_uid
-            )))
-        }
-    }
-}
-
-fn service_name(name: &str) -> Result<&str, ControlError> {
-    if name.is_empty() {
-        Err(ControlError::InvalidArgument(
-            "service name is empty".to_owned(),
-        ))
-    } else {
-        Ok(name)
-    }
-}
-
-#[zbus::interface(name = "org.cairn.Init1")]
-impl Init1 {
-    /// All supervised services.
-    fn list_services(&self) -> Vec<ServiceStatus> {
-        self.backend.list_services()
-    }
-
-    /// Starts a service (uid 0 only).
-    fn start(&self, name: &str) -> Result<(), ControlError> {
-        self.require_root("Start")?;
-        self.backend.start(service_name(name)?).map_err(to_dbus)
-    }
-
-    /// Stops a service (uid 0 only).
-    fn stop(&self, name: &str) -> Result<(), ControlError> {
-        self.require_root("Stop")?;
-        self.backend.stop(service_name(name)?).map_err(to_dbus)
-    }
-
-    /// Restarts a service (uid 0 only).
-    fn restart(&self, name: &str) -> Result<(), ControlError> {
-        self.require_root("Restart")?;
-        self.backend.restart(service_name(name)?).map_err(to_dbus)
-    }
-
-    /// Log lines with seq > after_seq, oldest first, at most min(max, MAX_LOG_LINES_PER_CALL).
-    fn logs(&self, name: &str, after_seq: u64, max: u32) -> Result<Vec<LogLine>, ControlError> {
-        let max = max.min(MAX_LOG_LINES_PER_CALL);
-        let mut lines = self
-            .backend
-            .logs(service_name(name)?, after_seq, max)
-            .map_err(to_dbus)?;
-        lines.truncate(max as usize);
-        Ok(lines)
-    }
-
-    /// Reboots or powers off after an orderly shutdown (uid 0 only).
-    fn power(&self, action: &str) -> Result<(), ControlError> {
-        self.require_root("Power")?;
-        let action = PowerAction::parse(action).ok_or_else(|| {
-            ControlError::InvalidArgument(format!(
-                "unknown power action \"{action}\" (expected \"reboot\" or \"poweroff\")"
-            ))
-        })?;
-        self.backend.power(action).map_err(to_dbus)
-    }
-}
-
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::error_names;
-    use zbus::DBusError;
-
-    #[test]
-    fn error_names_match_the_published_constants() {
-        let cases = [
-            (
-                ControlError::UnknownService(String::new()),
-                error_names::UNKNOWN_SERVICE,
-            ),
-            (
-                ControlError::AccessDenied(String::new()),
-                error_names::ACCESS_DENIED,
-            ),
-            (
-                ControlError::ShuttingDown(String::new()),
-                error_names::SHUTTING_DOWN,
-            ),
-            (
-                ControlError::InvalidArgument(String::new()),
-                error_names::INVALID_ARGUMENT,
-            ),
-            (ControlError::Failed(String::new()), error_names::FAILED),
-        ];
-        for (error, name) in cases {
-            assert_eq!(error.name().as_str(), name);
-        }
-    }
-
-    #[test]
-    fn backend_errors_map_to_names_and_keep_their_message() {
-        let e = to_dbus(BackendError::UnknownService("web".into()));
-        assert_eq!(e.name().as_str(), error_names::UNKNOWN_SERVICE);
-        assert_eq!(e.description(), Some("no such service \"web\""));
-        let e = to_dbus(BackendError::ShuttingDown);
-        assert_eq!(e.name().as_str(), error_names::SHUTTING_DOWN);
-        let e = to_dbus(BackendError::Internal("boom".into()));
-        assert_eq!(e.name().as_str(), error_names::FAILED);
-        assert_eq!(e.description(), Some("cairn-init failed: boom"));
-    }
 
     #[test]
     fn guid_is_32_hex_digits_and_valid_for_zbus() {

@@ -682,6 +682,14 @@ fn serve_init_starts_one_thread_and_leaves_signals_alone() {
         assert_eq!(status_field("/proc/thread-self/status", "SigBlk"), my_mask);
         assert_eq!(status_field("/proc/self/status", "SigCgt"), caught);
         assert_eq!(status_field("/proc/self/status", "SigIgn"), ignored);
+        // Connections coming and going start no threads either.
+        drop(client);
+        for _ in 0..3 {
+            let client = InitClient::connect(&socket).unwrap();
+            assert_eq!(client.list_services().unwrap(), services());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(threads(), after, "threads changed after reconnects");
         for (tid, _) in &after {
             let children =
                 std::fs::read_to_string(format!("/proc/self/task/{tid}/children")).unwrap();
@@ -704,4 +712,90 @@ fn serve_init_starts_one_thread_and_leaves_signals_alone() {
         output.contains("CHILD-DONE"),
         "child did not run:\n{output}"
     );
+}
+
+/// `RssAnon` of process `pid`, in kB.
+fn rss_anon_kb(pid: u32) -> u64 {
+    status_field(&format!("/proc/{pid}/status"), "RssAnon")
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_client_that_never_reads_replies_cannot_grow_server_memory() {
+    if let Some((role, socket)) = role() {
+        assert_eq!(role, "server");
+        serve_init(&socket, Fake::new()).unwrap();
+        // The parent kills us; this bound only matters if it does not.
+        std::thread::sleep(Duration::from_secs(60));
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("control.sock");
+    let mut server = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "a_client_that_never_reads_replies_cannot_grow_server_memory",
+            "--exact",
+            "--test-threads=1",
+        ])
+        .env(ROLE_VAR, "server")
+        .env(SOCKET_VAR, &socket)
+        .spawn()
+        .unwrap();
+    let result = std::panic::catch_unwind(|| {
+        let client = {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match InitClient::connect(&socket) {
+                    Ok(client) => break client,
+                    Err(e) => assert!(Instant::now() < deadline, "server never came up: {e}"),
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        };
+        assert_eq!(client.list_services().unwrap(), services());
+        let before = rss_anon_kb(server.id());
+
+        // Pipelined calls, replies never read: Peer.Ping (which zbus's object server would
+        // answer in a task per call) and ListServices.
+        let mut flood = raw_authenticated(&socket);
+        let ping = zbus::Message::method_call("/", "Ping")
+            .unwrap()
+            .interface("org.freedesktop.DBus.Peer")
+            .unwrap()
+            .build(&())
+            .unwrap();
+        let mut burst = Vec::new();
+        for _ in 0..200 {
+            burst.extend_from_slice(&ping.data());
+            burst.extend_from_slice(&list_services_message());
+        }
+        flood
+            .set_write_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let start = Instant::now();
+        let mut sent = 0usize;
+        while start.elapsed() < Duration::from_secs(2) {
+            match flood.write(&burst) {
+                Ok(n) => sent += n,
+                Err(_) => break, // our send buffer is full: the server stopped reading
+            }
+        }
+        let after = rss_anon_kb(server.id());
+        // Others are still served while the flood connection is stalled.
+        assert_eq!(client.list_services().unwrap(), services());
+        assert!(
+            after < before + 8 * 1024,
+            "server RssAnon grew from {before} kB to {after} kB after {sent} bytes of calls"
+        );
+        // The server stopped reading long before 2 s of flooding could be absorbed.
+        assert!(sent < 64 << 20, "server kept reading: {sent} bytes");
+    });
+    server.kill().unwrap();
+    server.wait().unwrap();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
 }

@@ -1,1 +1,358 @@
-fn main(){}
+//! cairnctl: the operator CLI of a cairn box. Talks to cairn-init over its control socket
+//! (`org.cairn.Init1`, see docs/control-api.md) and sends sd_notify-style readiness messages.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use cairn_control::{
+    DEFAULT_CONTROL_SOCKET, InitClient, LogLine, MAX_LOG_LINES_PER_CALL, PowerAction, ServiceStatus,
+};
+use clap::{Parser, Subcommand};
+
+/// How often `logs -f` asks for new lines.
+const FOLLOW_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Operate a cairn box: inspect and control the services cairn-init supervises.
+#[derive(Debug, Parser)]
+#[command(name = "cairnctl", version)]
+struct Cli {
+    /// cairn-init's control socket.
+    #[arg(
+        long,
+        global = true,
+        value_name = "SOCKET",
+        env = "CAIRN_CONTROL",
+        default_value = DEFAULT_CONTROL_SOCKET
+    )]
+    control: PathBuf,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show every service: state, pid, restarts, readiness.
+    Status {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a service's recent log lines.
+    Logs {
+        /// The service.
+        name: String,
+        /// How many of the most recent lines to print.
+        #[arg(short = 'n', long = "lines", default_value_t = 100)]
+        lines: usize,
+        /// Keep printing new lines until interrupted.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Start a service (root only).
+    Start {
+        /// The service.
+        name: String,
+    },
+    /// Stop a service (root only).
+    Stop {
+        /// The service.
+        name: String,
+    },
+    /// Restart a service (root only).
+    Restart {
+        /// The service.
+        name: String,
+    },
+    /// Stop everything and reboot (root only).
+    Reboot,
+    /// Stop everything and power off (root only).
+    Poweroff,
+    /// Send KEY=VALUE assignments to the supervisor's $NOTIFY_SOCKET, like systemd-notify.
+    Notify {
+        /// Shorthand for READY=1.
+        #[arg(long)]
+        ready: bool,
+        /// Assignments such as READY=1 or "STATUS=warming up".
+        #[arg(value_name = "ASSIGNMENT", required_unless_present = "ready")]
+        assignments: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        // `cairnctl status | head` is not an error worth reporting.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("cairnctl: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes joined by ": ", skipping causes whose text is already shown
+/// (our error types print their source inline).
+fn one_line(error: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if message.contains(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message.replace('\n', " ")
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let socket = cli.control.as_path();
+    match cli.command {
+        Command::Status { json } => status(socket, json),
+        Command::Logs {
+            name,
+            lines,
+            follow,
+        } => logs(socket, &name, lines, follow),
+        Command::Start { name } => Ok(InitClient::connect(socket)?.start(&name)?),
+        Command::Stop { name } => Ok(InitClient::connect(socket)?.stop(&name)?),
+        Command::Restart { name } => Ok(InitClient::connect(socket)?.restart(&name)?),
+        Command::Reboot => Ok(InitClient::connect(socket)?.power(PowerAction::Reboot)?),
+        Command::Poweroff => Ok(InitClient::connect(socket)?.power(PowerAction::Poweroff)?),
+        Command::Notify { ready, assignments } => notify(ready, &assignments),
+    }
+}
+
+fn status(socket: &Path, json: bool) -> anyhow::Result<()> {
+    let services = InitClient::connect(socket)?.list_services()?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &services)?;
+        writeln!(out)?;
+    } else {
+        out.write_all(status_table(&services).as_bytes())?;
+    }
+    Ok(out.flush()?)
+}
+
+/// NAME STATE PID RESTARTS READY DETAIL, columns padded to their widest cell.
+fn status_table(services: &[ServiceStatus]) -> String {
+    let mut rows = vec![[
+        "NAME".to_owned(),
+        "STATE".to_owned(),
+        "PID".to_owned(),
+        "RESTARTS".to_owned(),
+        "READY".to_owned(),
+        "DETAIL".to_owned(),
+    ]];
+    for s in services {
+        rows.push([
+            s.name.clone(),
+            s.state.clone(),
+            if s.pid == 0 {
+                "-".to_owned()
+            } else {
+                s.pid.to_string()
+            },
+            s.restarts.to_string(),
+            if s.ready { "yes" } else { "no" }.to_owned(),
+            s.detail.clone(),
+        ]);
+    }
+    let mut widths = [0usize; 6];
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut table = String::new();
+    for row in &rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                let pad = widths[i] - cell.chars().count();
+                line.push_str(cell);
+                line.extend(std::iter::repeat_n(' ', pad + 2));
+            }
+        }
+        table.push_str(line.trim_end());
+        table.push('\n');
+    }
+    table
+}
+
+/// `[   12.345] text`; lines from stderr are marked `[   12.345] (stderr) text`.
+fn format_log_line(line: &LogLine) -> String {
+    let marker = if line.stream == "stderr" {
+        "(stderr) "
+    } else {
+        ""
+    };
+    format!(
+        "[{:>5}.{:03}] {marker}{}",
+        line.t_ms / 1000,
+        line.t_ms % 1000,
+        line.text
+    )
+}
+
+fn logs(socket: &Path, name: &str, count: usize, follow: bool) -> anyhow::Result<()> {
+    let client = InitClient::connect(socket)?;
+    let mut out = std::io::stdout().lock();
+    // The API pages forward from a sequence number; keep the last `count` lines seen.
+    let mut last = VecDeque::with_capacity(count.min(4096));
+    let mut after_seq = 0;
+    loop {
+        let batch = client.logs(name, after_seq, MAX_LOG_LINES_PER_CALL)?;
+        let Some(newest) = batch.last().map(|l| l.seq) else {
+            break;
+        };
+        if newest <= after_seq {
+            break;
+        }
+        after_seq = newest;
+        let full = batch.len() == MAX_LOG_LINES_PER_CALL as usize;
+        for line in batch {
+            if last.len() == count {
+                last.pop_front();
+            }
+            if count > 0 {
+                last.push_back(line);
+            }
+        }
+        if !full {
+            break;
+        }
+    }
+    for line in &last {
+        writeln!(out, "{}", format_log_line(line))?;
+    }
+    out.flush()?;
+    if !follow {
+        return Ok(());
+    }
+    loop {
+        std::thread::sleep(FOLLOW_INTERVAL);
+        let batch = client
+            .logs(name, after_seq, MAX_LOG_LINES_PER_CALL)
+            .context("lost cairn-init while following logs")?;
+        for line in &batch {
+            writeln!(out, "{}", format_log_line(line))?;
+        }
+        out.flush()?;
+        if let Some(newest) = batch.last() {
+            after_seq = after_seq.max(newest.seq);
+        }
+    }
+}
+
+/// Sends the assignments as one datagram to $NOTIFY_SOCKET (a path, or `@name` for an
+/// abstract socket). The supervisor identifies us by the datagram's credentials, which the
+/// kernel attaches while we are still alive: the send is synchronous.
+fn notify(ready: bool, assignments: &[String]) -> anyhow::Result<()> {
+    let mut lines = Vec::new();
+    if ready {
+        lines.push("READY=1");
+    }
+    for assignment in assignments {
+        match assignment.split_once('=') {
+            Some((key, _)) if !key.is_empty() && !assignment.contains('\n') => {
+                lines.push(assignment);
+            }
+            _ => bail!("invalid assignment \"{assignment}\" (expected KEY=VALUE on one line)"),
+        }
+    }
+    let message = lines.join("\n");
+    let target = std::env::var_os("NOTIFY_SOCKET")
+        .filter(|v| !v.is_empty())
+        .context("NOTIFY_SOCKET is not set: cairnctl notify must run under a supervisor that provides it")?;
+    let socket =
+        std::os::unix::net::UnixDatagram::unbound().context("cannot create a datagram socket")?;
+    let target_text = target.to_string_lossy().into_owned();
+    let sent = if let Some(abstract_name) = target_text.strip_prefix('@') {
+        use std::os::linux::net::SocketAddrExt;
+        let address = std::os::unix::net::SocketAddr::from_abstract_name(abstract_name)
+            .with_context(|| format!("invalid NOTIFY_SOCKET \"{target_text}\""))?;
+        socket.send_to_addr(message.as_bytes(), &address)
+    } else {
+        socket.send_to(message.as_bytes(), &target)
+    }
+    .with_context(|| format!("cannot send to NOTIFY_SOCKET {target_text}"))?;
+    if sent != message.len() {
+        bail!(
+            "short send to NOTIFY_SOCKET {target_text}: {sent} of {} bytes",
+            message.len()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_columns_align_and_pid_0_is_a_dash() {
+        let services = [
+            ServiceStatus {
+                name: "haproxy".into(),
+                state: "ready".into(),
+                pid: 312,
+                restarts: 0,
+                ready: true,
+                detail: "".into(),
+            },
+            ServiceStatus {
+                name: "vipd".into(),
+                state: "backoff".into(),
+                pid: 0,
+                restarts: 12,
+                ready: false,
+                detail: "exited with status 1".into(),
+            },
+        ];
+        assert_eq!(
+            status_table(&services),
+            "NAME     STATE    PID  RESTARTS  READY  DETAIL\n\
+             haproxy  ready    312  0         yes\n\
+             vipd     backoff  -    12        no     exited with status 1\n"
+        );
+    }
+
+    #[test]
+    fn log_line_format() {
+        let line = |t_ms, stream: &str| LogLine {
+            seq: 1,
+            t_ms,
+            stream: stream.into(),
+            text: "hello".into(),
+        };
+        assert_eq!(
+            format_log_line(&line(12_345, "stdout")),
+            "[   12.345] hello"
+        );
+        assert_eq!(
+            format_log_line(&line(7, "stderr")),
+            "[    0.007] (stderr) hello"
+        );
+        assert_eq!(
+            format_log_line(&line(123_456_789, "stdout")),
+            "[123456.789] hello"
+        );
+    }
+}
