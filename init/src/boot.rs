@@ -11,7 +11,8 @@ use crate::mounts::{boot_mounts, mount_points};
 
 /// Mounts what is not mounted yet. Failures are logged; boot goes on.
 pub fn mount_api_filesystems() {
-    let already = mount_points(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default());
+    let already =
+        mount_points(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default());
     for m in boot_mounts() {
         if already.iter().any(|p| p == Path::new(m.target)) {
             continue;
@@ -24,13 +25,18 @@ pub fn mount_api_filesystems() {
             warn!(target = m.target, fstype = m.fstype, error = %e, "mount failed");
         }
     }
-    let _ = mount::<str, str, str, str>(None, "/", None, MsFlags::MS_REC | MsFlags::MS_SHARED, None);
+    let _ =
+        mount::<str, str, str, str>(None, "/", None, MsFlags::MS_REC | MsFlags::MS_SHARED, None);
 }
 
 /// Points stdin, stdout and stderr at /dev/console (the kernel may have
 /// started us without them when /dev was empty).
 pub fn attach_console() {
-    let Ok(console) = OpenOptions::new().read(true).write(true).open("/dev/console") else {
+    let Ok(console) = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/console")
+    else {
         return;
     };
     let _ = nix::unistd::dup2_stdin(console.as_fd());
@@ -45,7 +51,11 @@ pub fn hostname_from(cmdline: &str, etc_hostname: Option<&str>) -> String {
         .split_whitespace()
         .find_map(|w| w.strip_prefix("cairn.hostname="))
         .map(str::to_owned)
-        .or_else(|| etc_hostname.map(|h| h.trim().to_owned()).filter(|h| !h.is_empty()))
+        .or_else(|| {
+            etc_hostname
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+        })
         .unwrap_or_else(|| "cairn".into())
 }
 
@@ -72,7 +82,10 @@ mod tests {
 
     #[test]
     fn hostname_precedence() {
-        assert_eq!(hostname_from("quiet cairn.hostname=lb1 x=y", Some("etc")), "lb1");
+        assert_eq!(
+            hostname_from("quiet cairn.hostname=lb1 x=y", Some("etc")),
+            "lb1"
+        );
         assert_eq!(hostname_from("quiet", Some("etc-name\n")), "etc-name");
         assert_eq!(hostname_from("quiet", Some("  \n")), "cairn");
         assert_eq!(hostname_from("", None), "cairn");

@@ -42,7 +42,11 @@ impl Cgroups {
             .find_map(|l| l.strip_prefix("0::"))
             .unwrap_or("/");
         let own = own.trim_start_matches('/');
-        let base = if own.is_empty() { mount } else { mount.join(own) };
+        let base = if own.is_empty() {
+            mount
+        } else {
+            mount.join(own)
+        };
         Some(Self { base })
     }
 
@@ -70,7 +74,10 @@ impl Cgroups {
         OpenOptions::new()
             .write(true)
             .open(&procs)
-            .map_err(|source| CgroupError::Io { path: procs, source })
+            .map_err(|source| CgroupError::Io {
+                path: procs,
+                source,
+            })
     }
 
     /// Kills every process left in the service's group (`cgroup.kill`).
@@ -82,8 +89,12 @@ impl Cgroups {
         let mut f = OpenOptions::new()
             .write(true)
             .open(&path)
-            .map_err(|source| CgroupError::Io { path: path.clone(), source })?;
-        f.write_all(b"1").map_err(|source| CgroupError::Io { path, source })
+            .map_err(|source| CgroupError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        f.write_all(b"1")
+            .map_err(|source| CgroupError::Io { path, source })
     }
 
     /// Process ids currently in the service's group.
@@ -113,7 +124,10 @@ mod tests {
     fn detect_unified_and_hybrid_layouts() {
         let unified = "28 24 0:25 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
         let c = Cgroups::detect(unified, "0::/\n");
-        assert_eq!(c.map(|c| c.path("web")), Some(PathBuf::from("/sys/fs/cgroup/web.service")));
+        assert_eq!(
+            c.map(|c| c.path("web")),
+            Some(PathBuf::from("/sys/fs/cgroup/web.service"))
+        );
         let hybrid = "30 24 0:26 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n";
         let c = Cgroups::detect(hybrid, "1:cpu:/\n0::/ci/job7\n");
         assert_eq!(

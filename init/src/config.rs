@@ -50,7 +50,11 @@ pub struct ConfigErrors(pub Vec<ConfigError>);
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0.len();
-        write!(f, "{n} error{} in services file", if n == 1 { "" } else { "s" })?;
+        write!(
+            f,
+            "{n} error{} in services file",
+            if n == 1 { "" } else { "s" }
+        )?;
         for e in &self.0 {
             write!(f, "\n  {e}")?;
         }
@@ -81,6 +85,8 @@ pub enum Readiness {
     Exec(Vec<String>),
     /// Ready once the service sends `READY=1` to `NOTIFY_SOCKET`.
     Notify,
+    /// A oneshot: ready (`done`) once it exits 0.
+    Exit,
 }
 
 /// Limits on how often a crashing service is started again.
@@ -154,8 +160,9 @@ struct RawService {
     exec: Vec<String>,
     #[serde(default)]
     after: Vec<String>,
-    #[serde(default = "default_restart")]
-    restart: RestartPolicy,
+    #[serde(default)]
+    oneshot: bool,
+    restart: Option<RestartPolicy>,
     ready: Option<RawReady>,
     #[serde(default)]
     env: BTreeMap<String, String>,
@@ -186,10 +193,6 @@ struct RawStartLimit {
     burst: Option<u32>,
     interval_ms: Option<u64>,
     cooldown_ms: Option<u64>,
-}
-
-fn default_restart() -> RestartPolicy {
-    RestartPolicy::Always
 }
 
 /// Default time between the stop signal and SIGKILL.
@@ -284,7 +287,8 @@ pub fn parse(text: &str, file: &Path, root: &Path) -> Result<ServicesFile, Confi
     let users = UserDb::load(root);
     let mut services = Vec::new();
     for (label, raw) in &parsed {
-        let mut e = |field: &str, reason: String| errors.push(err(Some(label), Some(field), reason));
+        let mut e =
+            |field: &str, reason: String| errors.push(err(Some(label), Some(field), reason));
         let mut after = Vec::new();
         for dep in &raw.after {
             if dep == &raw.name {
@@ -299,14 +303,35 @@ pub fn parse(text: &str, file: &Path, root: &Path) -> Result<ServicesFile, Confi
         if let Err(reason) = check_exec(&raw.exec, root) {
             e("exec", reason);
         }
+        let restart = match (raw.oneshot, raw.restart) {
+            (false, r) => r.unwrap_or(RestartPolicy::Always),
+            (true, None) => RestartPolicy::OnFailure,
+            (true, Some(RestartPolicy::Always)) => {
+                e(
+                    "restart",
+                    "a oneshot cannot restart always; use on-failure or never".into(),
+                );
+                RestartPolicy::OnFailure
+            }
+            (true, Some(r)) => r,
+        };
         let (ready, ready_timeout_ms) = match &raw.ready {
+            None if raw.oneshot => (Readiness::Exit, DEFAULT_READY_TIMEOUT_MS),
+            Some(_) if raw.oneshot => {
+                e(
+                    "ready",
+                    "a oneshot is ready when it exits 0; `ready` does not apply".into(),
+                );
+                (Readiness::Exit, DEFAULT_READY_TIMEOUT_MS)
+            }
             None => (Readiness::Started, DEFAULT_READY_TIMEOUT_MS),
             Some(r) => {
                 let timeout = r.timeout_ms.unwrap_or(DEFAULT_READY_TIMEOUT_MS);
                 if timeout == 0 {
                     e("ready.timeout_ms", "must be greater than 0".into());
                 }
-                let kinds = r.tcp.is_some() as u8 + r.exec.is_some() as u8 + r.notify.is_some() as u8;
+                let kinds =
+                    r.tcp.is_some() as u8 + r.exec.is_some() as u8 + r.notify.is_some() as u8;
                 let ready = if kinds != 1 {
                     e(
                         "ready",
@@ -349,7 +374,10 @@ pub fn parse(text: &str, file: &Path, root: &Path) -> Result<ServicesFile, Confi
         if !workdir.is_absolute() {
             e("workdir", "must be an absolute path".into());
         } else if !under(root, &workdir).is_dir() {
-            e("workdir", format!("{} is not a directory", workdir.display()));
+            e(
+                "workdir",
+                format!("{} is not a directory", workdir.display()),
+            );
         }
         let (uid, gid) = match resolve_ids(&users, raw.user.as_deref(), raw.group.as_deref()) {
             Ok(ids) => ids,
@@ -389,13 +417,16 @@ pub fn parse(text: &str, file: &Path, root: &Path) -> Result<ServicesFile, Confi
         }
         let log_lines = raw.log_lines.unwrap_or(DEFAULT_LOG_LINES);
         if log_lines == 0 || log_lines > MAX_LOG_LINES {
-            e("log_lines", format!("must be between 1 and {MAX_LOG_LINES}"));
+            e(
+                "log_lines",
+                format!("must be between 1 and {MAX_LOG_LINES}"),
+            );
         }
         services.push(Service {
             name: raw.name.clone(),
             exec: raw.exec.clone(),
             after,
-            restart: raw.restart,
+            restart,
             ready,
             ready_timeout_ms,
             env: raw.env.clone(),
@@ -430,11 +461,16 @@ pub fn parse(text: &str, file: &Path, root: &Path) -> Result<ServicesFile, Confi
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text.get(..offset).map(|t| t.lines().count().max(1)).unwrap_or(1)
+    text.get(..offset)
+        .map(|t| t.lines().count().max(1))
+        .unwrap_or(1)
 }
 
 fn check_name(name: &str) -> Result<(), String> {
-    let ok_first = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let ok_first = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
     let ok_rest = name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
@@ -494,12 +530,15 @@ fn resolve_addr(addr: &str) -> Result<SocketAddr, String> {
     }
 }
 
+/// A problem with one field: (field name, reason).
+type FieldError = (&'static str, String);
+
 fn resolve_ids(
     users: &Result<UserDb, UserDbError>,
     user: Option<&str>,
     group: Option<&str>,
-) -> Result<(Option<u32>, Option<u32>), (&'static str, String)> {
-    let db = |field: &'static str| -> Result<&UserDb, (&'static str, String)> {
+) -> Result<(Option<u32>, Option<u32>), FieldError> {
+    let db = |field: &'static str| -> Result<&UserDb, FieldError> {
         users.as_ref().map_err(|e| (field, e.to_string()))
     };
     let mut uid = None;
@@ -677,6 +716,26 @@ mod tests {
     }
 
     #[test]
+    fn oneshot_is_ready_on_exit_and_restarts_on_failure() {
+        let f = parse_ok("[[service]]\nname = \"net\"\nexec = [\"/bin/daemon\"]\noneshot = true\n");
+        assert_eq!(f.services[0].ready, Readiness::Exit);
+        assert_eq!(f.services[0].restart, RestartPolicy::OnFailure);
+        let e = parse_err(
+            "[[service]]\nname = \"net\"\nexec = [\"/bin/daemon\"]\noneshot = true\nrestart = \"always\"\nready = { notify = true }\n",
+        );
+        assert!(
+            e.iter()
+                .any(|m| m.contains("field `restart`: a oneshot cannot restart always")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|m| m.contains("field `ready`: a oneshot is ready when it exits 0")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
     fn defaults_are_always_restart_and_started_readiness() {
         let f = parse_ok("[[service]]\nname = \"a\"\nexec = [\"/bin/daemon\"]\n");
         assert_eq!(f.services[0].restart, RestartPolicy::Always);
@@ -721,8 +780,14 @@ mod tests {
             "#,
         );
         assert_eq!(e.len(), 3, "{e:?}");
-        assert!(e.iter().any(|m| m.contains("field `name`: duplicate service name")));
-        assert!(e.iter().any(|m| m.contains("field `after`: no service named \"ghost\"")));
+        assert!(
+            e.iter()
+                .any(|m| m.contains("field `name`: duplicate service name"))
+        );
+        assert!(
+            e.iter()
+                .any(|m| m.contains("field `after`: no service named \"ghost\""))
+        );
         assert!(e.iter().any(|m| m.contains("field `exec`: /bin/missing")));
     }
 
@@ -769,9 +834,18 @@ mod tests {
             exec = []
             "#,
         );
-        assert!(e.iter().any(|m| m.contains("\"a\"") && m.contains("not an absolute path")));
-        assert!(e.iter().any(|m| m.contains("\"b\"") && m.contains("not executable")));
-        assert!(e.iter().any(|m| m.contains("\"c\"") && m.contains("must name a program")));
+        assert!(
+            e.iter()
+                .any(|m| m.contains("\"a\"") && m.contains("not an absolute path"))
+        );
+        assert!(
+            e.iter()
+                .any(|m| m.contains("\"b\"") && m.contains("not executable"))
+        );
+        assert!(
+            e.iter()
+                .any(|m| m.contains("\"c\"") && m.contains("must name a program"))
+        );
     }
 
     #[test]
@@ -788,7 +862,10 @@ mod tests {
             ready = { notify = true }
             "#,
         );
-        assert_eq!(f.services[0].ready, Readiness::Exec(vec!["/bin/probe".into(), "x".into()]));
+        assert_eq!(
+            f.services[0].ready,
+            Readiness::Exec(vec!["/bin/probe".into(), "x".into()])
+        );
         assert_eq!(f.services[1].ready, Readiness::Notify);
         let e = parse_err(
             r#"
@@ -802,7 +879,10 @@ mod tests {
             ready = { tcp = "nonsense" }
             "#,
         );
-        assert!(e.iter().any(|m| m.contains("\"a\": field `ready`: give exactly one")));
+        assert!(
+            e.iter()
+                .any(|m| m.contains("\"a\": field `ready`: give exactly one"))
+        );
         assert!(e.iter().any(|m| m.contains("\"b\": field `ready.tcp`")));
     }
 
@@ -811,10 +891,21 @@ mod tests {
         let e = parse_err(
             "[[service]]\nname = \"a\"\nexec = [\"/bin/daemon\"]\nuser = \"nobody2\"\nstop_signal = \"SIGFOO\"\n",
         );
-        assert!(e.iter().any(|m| m.contains("field `user`: no user named \"nobody2\"")));
-        assert!(e.iter().any(|m| m.contains("field `stop_signal`: unknown signal")));
-        let f = parse_ok("[[service]]\nname = \"a\"\nexec = [\"/bin/daemon\"]\nuser = \"1000\"\ngroup = \"net\"\n");
-        assert_eq!((f.services[0].uid, f.services[0].gid), (Some(1000), Some(200)));
+        assert!(
+            e.iter()
+                .any(|m| m.contains("field `user`: no user named \"nobody2\""))
+        );
+        assert!(
+            e.iter()
+                .any(|m| m.contains("field `stop_signal`: unknown signal"))
+        );
+        let f = parse_ok(
+            "[[service]]\nname = \"a\"\nexec = [\"/bin/daemon\"]\nuser = \"1000\"\ngroup = \"net\"\n",
+        );
+        assert_eq!(
+            (f.services[0].uid, f.services[0].gid),
+            (Some(1000), Some(200))
+        );
     }
 
     #[test]
@@ -834,7 +925,10 @@ mod tests {
     fn unreadable_file_names_path() {
         let r = root();
         let e = load(Path::new("/nonexistent/cairn.toml"), r.path()).unwrap_err();
-        assert!(e.to_string().contains("/nonexistent/cairn.toml: cannot read"));
+        assert!(
+            e.to_string()
+                .contains("/nonexistent/cairn.toml: cannot read")
+        );
     }
 
     #[test]

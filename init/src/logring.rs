@@ -40,16 +40,13 @@ impl LogRing {
         self.next_seq += 1;
     }
 
-    /// Lines with a sequence number above `after_seq`: the newest `max` of
-    /// them when `after_seq` is 0 (a tail), else the oldest `max` (following).
+    /// Lines with a sequence number above `after_seq`, oldest first, at most
+    /// `max` of them (readers page forward by the last `seq` they saw).
     pub fn read(&self, after_seq: u64, max: usize) -> Vec<LogLine> {
-        let newer = self.lines.iter().filter(|l| l.seq > after_seq);
-        if after_seq == 0 {
-            let n = self.lines.len();
-            self.lines.iter().skip(n.saturating_sub(max)).cloned().collect()
-        } else {
-            newer.take(max).cloned().collect()
-        }
+        // Sequence numbers are consecutive, so the start index is arithmetic.
+        let first = self.lines.front().map_or(0, |l| l.seq);
+        let skip = (after_seq + 1).saturating_sub(first) as usize;
+        self.lines.iter().skip(skip).take(max).cloned().collect()
     }
 }
 
@@ -109,8 +106,13 @@ mod tests {
             ["l2", "l3", "l4"]
         );
         assert_eq!(all[0].seq, 3);
-        assert_eq!(r.read(0, 1)[0].text, "l4", "tail returns the newest");
-        assert_eq!(r.read(3, 1)[0].text, "l3", "follow returns the oldest unseen");
+        assert_eq!(r.read(0, 1)[0].text, "l2", "oldest first");
+        assert_eq!(
+            r.read(3, 1)[0].text,
+            "l3",
+            "follow returns the oldest unseen"
+        );
+        assert_eq!(r.read(4, 10).len(), 1);
         assert!(r.read(5, 10).is_empty());
     }
 

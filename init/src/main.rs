@@ -109,9 +109,15 @@ fn main() {
 }
 
 fn settings(args: &Args, watchdog: Option<PathBuf>) -> Settings {
-    let control = args.control.clone().unwrap_or_else(|| DEFAULT_CONTROL_SOCKET.into());
+    let control = args
+        .control
+        .clone()
+        .unwrap_or_else(|| DEFAULT_CONTROL_SOCKET.into());
     let notify = args.notify.clone().unwrap_or_else(|| {
-        control.parent().unwrap_or(Path::new("/run/cairn")).join("notify.sock")
+        control
+            .parent()
+            .unwrap_or(Path::new("/run/cairn"))
+            .join("notify.sock")
     });
     Settings {
         control_socket: control,
@@ -122,7 +128,12 @@ fn settings(args: &Args, watchdog: Option<PathBuf>) -> Settings {
 }
 
 /// Runs the runtime, restarting its loop if something panics: PID 1 must not die.
-fn run_forever(mut rt: Runtime) -> (cairn_control::PowerAction, Option<cairn_init::watchdog::Watchdog>) {
+fn run_forever(
+    mut rt: Runtime,
+) -> (
+    cairn_control::PowerAction,
+    Option<cairn_init::watchdog::Watchdog>,
+) {
     loop {
         match catch_unwind(AssertUnwindSafe(|| rt.run())) {
             Ok(done) => return done,
@@ -158,7 +169,11 @@ fn supervise_only(args: Args) {
         }
     }
     info!(services = file.services.len(), file = %path.display(), pid = std::process::id(), "cairn-init supervising");
-    let rt = match Runtime::new(file.services, settings(&args, args.watchdog.clone()), signals) {
+    let rt = match Runtime::new(
+        file.services,
+        settings(&args, args.watchdog.clone()),
+        signals,
+    ) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cairn-init: {e}");
@@ -178,7 +193,10 @@ fn machine(args: Args) {
     boot::mount_api_filesystems();
     boot::attach_console();
     init_logging();
-    info!(version = env!("CARGO_PKG_VERSION"), "cairn-init starting as PID 1");
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        "cairn-init starting as PID 1"
+    );
     boot::configure_system();
     let signals = loop {
         match runtime::signal_fd() {
@@ -189,7 +207,10 @@ fn machine(args: Args) {
             }
         }
     };
-    let path = args.services.clone().unwrap_or_else(|| DEFAULT_SERVICES.into());
+    let path = args
+        .services
+        .clone()
+        .unwrap_or_else(|| DEFAULT_SERVICES.into());
     let services = match config::load(&path, Path::new("/")) {
         Ok(f) => f.services,
         Err(e) => {
@@ -204,10 +225,14 @@ fn machine(args: Args) {
     });
     let mut settings = settings(&args, watchdog);
     let rt = loop {
-        match Runtime::new(services.clone(), settings.clone(), match runtime::signal_fd() {
-            Ok(s) => s,
-            Err(_) => continue,
-        }) {
+        match Runtime::new(
+            services.clone(),
+            settings.clone(),
+            match runtime::signal_fd() {
+                Ok(s) => s,
+                Err(_) => continue,
+            },
+        ) {
             Ok(rt) => break rt,
             Err(e) => {
                 error!(error = %e, "runtime setup failed; retrying without the watchdog");
@@ -234,9 +259,12 @@ mod tests {
     fn strict_mode_rejects_unknown_arguments() {
         assert!(parse_args(&args(&["--services", "x", "--bogus"]), false).is_err());
         assert!(parse_args(&args(&["--services"]), false).is_err());
-        let a = parse_args(&args(&["--services", "s.toml", "--control", "c.sock"]), false)
-            .unwrap()
-            .unwrap();
+        let a = parse_args(
+            &args(&["--services", "s.toml", "--control", "c.sock"]),
+            false,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(a.services, Some(PathBuf::from("s.toml")));
         assert_eq!(a.control, Some(PathBuf::from("c.sock")));
     }

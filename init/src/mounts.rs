@@ -25,14 +25,70 @@ pub fn boot_mounts() -> Vec<MountSpec> {
     use nix::mount::MsFlags as F;
     let secure = F::MS_NOSUID | F::MS_NODEV | F::MS_NOEXEC;
     vec![
-        MountSpec { source: "proc", target: "/proc", fstype: "proc", flags: secure, data: "", mode: 0o555 },
-        MountSpec { source: "sysfs", target: "/sys", fstype: "sysfs", flags: secure, data: "", mode: 0o555 },
-        MountSpec { source: "devtmpfs", target: "/dev", fstype: "devtmpfs", flags: F::MS_NOSUID, data: "mode=0755", mode: 0o755 },
-        MountSpec { source: "devpts", target: "/dev/pts", fstype: "devpts", flags: F::MS_NOSUID | F::MS_NOEXEC, data: "gid=5,mode=620,ptmxmode=000", mode: 0o755 },
-        MountSpec { source: "tmpfs", target: "/dev/shm", fstype: "tmpfs", flags: F::MS_NOSUID | F::MS_NODEV, data: "mode=1777", mode: 0o1777 },
-        MountSpec { source: "tmpfs", target: "/run", fstype: "tmpfs", flags: F::MS_NOSUID | F::MS_NODEV, data: "mode=0755,size=20%", mode: 0o755 },
-        MountSpec { source: "tmpfs", target: "/tmp", fstype: "tmpfs", flags: F::MS_NOSUID | F::MS_NODEV, data: "mode=1777,size=20%", mode: 0o1777 },
-        MountSpec { source: "cgroup2", target: "/sys/fs/cgroup", fstype: "cgroup2", flags: secure, data: "nsdelegate", mode: 0o755 },
+        MountSpec {
+            source: "proc",
+            target: "/proc",
+            fstype: "proc",
+            flags: secure,
+            data: "",
+            mode: 0o555,
+        },
+        MountSpec {
+            source: "sysfs",
+            target: "/sys",
+            fstype: "sysfs",
+            flags: secure,
+            data: "",
+            mode: 0o555,
+        },
+        MountSpec {
+            source: "devtmpfs",
+            target: "/dev",
+            fstype: "devtmpfs",
+            flags: F::MS_NOSUID,
+            data: "mode=0755",
+            mode: 0o755,
+        },
+        MountSpec {
+            source: "devpts",
+            target: "/dev/pts",
+            fstype: "devpts",
+            flags: F::MS_NOSUID | F::MS_NOEXEC,
+            data: "gid=5,mode=620,ptmxmode=000",
+            mode: 0o755,
+        },
+        MountSpec {
+            source: "tmpfs",
+            target: "/dev/shm",
+            fstype: "tmpfs",
+            flags: F::MS_NOSUID | F::MS_NODEV,
+            data: "mode=1777",
+            mode: 0o1777,
+        },
+        MountSpec {
+            source: "tmpfs",
+            target: "/run",
+            fstype: "tmpfs",
+            flags: F::MS_NOSUID | F::MS_NODEV,
+            data: "mode=0755,size=20%",
+            mode: 0o755,
+        },
+        MountSpec {
+            source: "tmpfs",
+            target: "/tmp",
+            fstype: "tmpfs",
+            flags: F::MS_NOSUID | F::MS_NODEV,
+            data: "mode=1777,size=20%",
+            mode: 0o1777,
+        },
+        MountSpec {
+            source: "cgroup2",
+            target: "/sys/fs/cgroup",
+            fstype: "cgroup2",
+            flags: secure,
+            data: "nsdelegate",
+            mode: 0o755,
+        },
     ]
 }
 
@@ -61,7 +117,12 @@ pub fn mounts_with_types(mountinfo: &str) -> Vec<(String, PathBuf)> {
 /// What to unmount at shutdown, deepest and newest first, leaving `/` (which
 /// is remounted read-only instead) and the API filesystems PID 1 still uses.
 pub fn unmount_order(mountinfo: &str) -> Vec<PathBuf> {
-    let keep = [Path::new("/"), Path::new("/proc"), Path::new("/sys"), Path::new("/dev")];
+    let keep = [
+        Path::new("/"),
+        Path::new("/proc"),
+        Path::new("/sys"),
+        Path::new("/dev"),
+    ];
     let mut points: Vec<PathBuf> = mount_points(mountinfo)
         .into_iter()
         .filter(|p| !keep.contains(&p.as_path()))
@@ -80,7 +141,10 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(v);
             i += 4;
@@ -112,7 +176,16 @@ mod tests {
     fn unmounts_children_before_parents_and_keeps_api_filesystems() {
         let order = unmount_order(INFO);
         let s: Vec<&str> = order.iter().map(|p| p.to_str().unwrap_or("")).collect();
-        assert_eq!(s, ["/var/lib/my brick", "/sys/fs/cgroup", "/dev/pts", "/var", "/run"]);
+        assert_eq!(
+            s,
+            [
+                "/var/lib/my brick",
+                "/sys/fs/cgroup",
+                "/dev/pts",
+                "/var",
+                "/run"
+            ]
+        );
     }
 
     #[test]

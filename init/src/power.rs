@@ -62,7 +62,13 @@ pub fn finish_machine(action: PowerAction, watchdog: Option<Watchdog>) -> ! {
             let _ = umount2(&point, MntFlags::MNT_DETACH);
         }
     }
-    if let Err(e) = mount::<str, Path, str, str>(None, Path::new("/"), None, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, None) {
+    if let Err(e) = mount::<str, Path, str, str>(
+        None,
+        Path::new("/"),
+        None,
+        MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+        None,
+    ) {
         warn!(error = %e, "cannot remount / read-only");
     }
     nix::unistd::sync();

@@ -18,7 +18,9 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, Signal, killpg};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::socket::{ControlMessageOwned, MsgFlags, UnixCredentials, recvmsg, setsockopt, sockopt};
+use nix::sys::socket::{
+    ControlMessageOwned, MsgFlags, UnixCredentials, recvmsg, setsockopt, sockopt,
+};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Pid, getpgid};
 use tracing::{error, info, warn};
@@ -85,7 +87,12 @@ enum Request {
     Start(String, mpsc::Sender<Result<(), BackendError>>),
     Stop(String, mpsc::Sender<Result<(), BackendError>>),
     Restart(String, mpsc::Sender<Result<(), BackendError>>),
-    Logs(String, u64, u32, mpsc::Sender<Result<Vec<LogLine>, BackendError>>),
+    Logs(
+        String,
+        u64,
+        u32,
+        mpsc::Sender<Result<Vec<LogLine>, BackendError>>,
+    ),
     Power(PowerAction, mpsc::Sender<Result<(), BackendError>>),
 }
 
@@ -173,8 +180,9 @@ impl Runtime {
     /// have blocked [`handled_signals`] in this thread before any other thread
     /// was started. Problems with optional parts are logged, not fatal.
     pub fn new(services: Vec<Service>, settings: Settings, signals: SignalFd) -> io::Result<Self> {
-        let (wake_rx, wake_tx) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
-            .map_err(io::Error::from)?;
+        let (wake_rx, wake_tx) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
+                .map_err(io::Error::from)?;
         let (tx, requests) = mpsc::channel();
         let backend = Backend {
             tx: Mutex::new(tx),
@@ -197,7 +205,9 @@ impl Runtime {
             &std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default(),
         );
         match &cgroups {
-            Some(c) => info!(base = %c.path("x").parent().unwrap_or(Path::new("/")).display(), "service cgroups"),
+            Some(c) => {
+                info!(base = %c.path("x").parent().unwrap_or(Path::new("/")).display(), "service cgroups")
+            }
             None => info!("no cgroup2 mounted: services get process groups only"),
         }
         let watchdog = settings.watchdog.as_deref().and_then(|p| match Watchdog::open(p) {
@@ -282,14 +292,22 @@ impl Runtime {
         match action {
             Action::Spawn(i) => self.spawn(i, now),
             Action::Probe(i) => self.probe(i, now),
-            Action::Signal { service, pid, signal } => {
+            Action::Signal {
+                service,
+                pid,
+                signal,
+            } => {
                 self.signal_group(service, pid, signal);
             }
             Action::Kill { service, pid } => {
                 self.signal_group(service, pid, Signal::SIGKILL);
                 self.kill_cgroup(service);
             }
-            Action::Note { service, text, warn } => {
+            Action::Note {
+                service,
+                text,
+                warn,
+            } => {
                 let name = &self.sup.services()[service].name;
                 if warn {
                     warn!("{name}: {text}");
@@ -300,7 +318,11 @@ impl Runtime {
             }
             Action::AllReady => {
                 let t_ms = monotonic_ms();
-                info!(t_ms, services = self.sup.services().len(), "all services ready");
+                info!(
+                    t_ms,
+                    services = self.sup.services().len(),
+                    "all services ready"
+                );
                 if let Some(line) = &self.settings.ready_line {
                     console_line(&line.replace("{t_ms}", &t_ms.to_string()));
                 }
@@ -324,11 +346,24 @@ impl Runtime {
             },
             None => None,
         };
-        let notify = self.notify.as_ref().map(|_| self.settings.notify_socket.as_path());
+        let notify = self
+            .notify
+            .as_ref()
+            .map(|_| self.settings.notify_socket.as_path());
         match spawn::service(svc, notify, cg_file.as_ref()) {
             Ok(sp) => {
-                self.pipes.push(OutPipe { service: i, stream: "stdout", fd: sp.stdout, split: LineSplitter::default() });
-                self.pipes.push(OutPipe { service: i, stream: "stderr", fd: sp.stderr, split: LineSplitter::default() });
+                self.pipes.push(OutPipe {
+                    service: i,
+                    stream: "stdout",
+                    fd: sp.stdout,
+                    split: LineSplitter::default(),
+                });
+                self.pipes.push(OutPipe {
+                    service: i,
+                    stream: "stderr",
+                    fd: sp.stderr,
+                    split: LineSplitter::default(),
+                });
                 self.sup.on_spawned(i, sp.pid, now);
             }
             Err(e) => {
@@ -346,14 +381,22 @@ impl Runtime {
             }
             Readiness::Exec(argv) => match spawn::probe(&argv) {
                 Ok(pid) => {
-                    self.probes.insert(pid, Probe { service: i, deadline: now + PROBE_TIMEOUT_MS });
+                    self.probes.insert(
+                        pid,
+                        Probe {
+                            service: i,
+                            deadline: now + PROBE_TIMEOUT_MS,
+                        },
+                    );
                 }
                 Err(e) => {
                     warn!(service = %self.sup.services()[i].name, error = %e, "readiness probe cannot start");
                     self.sup.on_probe(i, false, now);
                 }
             },
-            Readiness::Started | Readiness::Notify => self.sup.on_probe(i, true, now),
+            Readiness::Started | Readiness::Notify | Readiness::Exit => {
+                self.sup.on_probe(i, true, now)
+            }
         }
     }
 
@@ -412,7 +455,8 @@ impl Runtime {
             for p in &self.pipes {
                 fds.push(PollFd::new(p.fd.as_fd(), PollFlags::POLLIN));
             }
-            let t = PollTimeout::try_from(timeout_ms.min(60_000) as i32).unwrap_or(PollTimeout::MAX);
+            let t =
+                PollTimeout::try_from(timeout_ms.min(60_000) as i32).unwrap_or(PollTimeout::MAX);
             match poll(&mut fds, t) {
                 Ok(_) => fds
                     .iter()
@@ -499,7 +543,11 @@ impl Runtime {
                     if sig == Signal::SIGCHLD {
                         self.reap();
                     } else if let Some(action) = power_action_for(sig) {
-                        info!(signal = sig.as_str(), action = action.as_str(), "shutdown requested");
+                        info!(
+                            signal = sig.as_str(),
+                            action = action.as_str(),
+                            "shutdown requested"
+                        );
                         self.sup.shutdown(action, self.now());
                     } else {
                         info!(signal = sig.as_str(), "ignored");
@@ -558,7 +606,12 @@ impl Runtime {
             let mut cmsg = nix::cmsg_space!(UnixCredentials);
             let (bytes, pid) = {
                 let mut iov = [io::IoSliceMut::new(&mut buf)];
-                match recvmsg::<()>(fd, &mut iov, Some(&mut cmsg), MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_TRUNC) {
+                match recvmsg::<()>(
+                    fd,
+                    &mut iov,
+                    Some(&mut cmsg),
+                    MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_TRUNC,
+                ) {
                     Ok(msg) => {
                         let pid = msg.cmsgs().ok().and_then(|mut c| {
                             c.find_map(|m| match m {
@@ -582,7 +635,10 @@ impl Runtime {
             }
             let Some(pid) = pid else { continue };
             let Some(i) = self.service_of_pid(pid as u32) else {
-                warn!(pid, "notify message from a process that belongs to no service");
+                warn!(
+                    pid,
+                    "notify message from a process that belongs to no service"
+                );
                 continue;
             };
             let n = notify::parse(&buf[..bytes]);
@@ -614,7 +670,9 @@ impl Runtime {
             let now = self.now();
             let map = |r: Result<(), crate::supervisor::RequestError>| {
                 r.map_err(|e| match e {
-                    crate::supervisor::RequestError::UnknownService(n) => BackendError::UnknownService(n),
+                    crate::supervisor::RequestError::UnknownService(n) => {
+                        BackendError::UnknownService(n)
+                    }
                     crate::supervisor::RequestError::ShuttingDown => BackendError::ShuttingDown,
                 })
             };
@@ -643,7 +701,10 @@ impl Runtime {
                     let r = if self.sup.shutting_down() {
                         Err(BackendError::ShuttingDown)
                     } else {
-                        info!(action = action.as_str(), "shutdown requested over the control API");
+                        info!(
+                            action = action.as_str(),
+                            "shutdown requested over the control API"
+                        );
                         self.sup.shutdown(action, now);
                         Ok(())
                     };
@@ -696,7 +757,8 @@ pub fn monotonic_ms() -> u64 {
 pub fn signal_fd() -> io::Result<SignalFd> {
     let set = handled_signals();
     set.thread_block().map_err(io::Error::from)?;
-    SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).map_err(io::Error::from)
+    SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(io::Error::from)
 }
 
 #[cfg(test)]
@@ -707,8 +769,14 @@ mod tests {
     fn init_signal_conventions() {
         assert_eq!(power_action_for(Signal::SIGINT), Some(PowerAction::Reboot));
         assert_eq!(power_action_for(Signal::SIGTERM), Some(PowerAction::Reboot));
-        assert_eq!(power_action_for(Signal::SIGPWR), Some(PowerAction::Poweroff));
-        assert_eq!(power_action_for(Signal::SIGUSR2), Some(PowerAction::Poweroff));
+        assert_eq!(
+            power_action_for(Signal::SIGPWR),
+            Some(PowerAction::Poweroff)
+        );
+        assert_eq!(
+            power_action_for(Signal::SIGUSR2),
+            Some(PowerAction::Poweroff)
+        );
         assert_eq!(power_action_for(Signal::SIGHUP), None);
         assert!(handled_signals().contains(Signal::SIGCHLD));
     }

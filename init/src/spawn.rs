@@ -27,7 +27,11 @@ pub struct Spawned {
 }
 
 /// Starts a service's main process.
-pub fn service(svc: &Service, notify_socket: Option<&Path>, cgroup_procs: Option<&File>) -> io::Result<Spawned> {
+pub fn service(
+    svc: &Service,
+    notify_socket: Option<&Path>,
+    cgroup_procs: Option<&File>,
+) -> io::Result<Spawned> {
     let mut cmd = Command::new(&svc.exec[0]);
     cmd.args(&svc.exec[1..])
         .env_clear()
@@ -57,13 +61,20 @@ pub fn service(svc: &Service, notify_socket: Option<&Path>, cgroup_procs: Option
     set_nonblocking(&stdout)?;
     set_nonblocking(&stderr)?;
     // Dropping `child` neither waits nor kills: PID 1 reaps with waitpid(-1).
-    Ok(Spawned { pid, stdout, stderr })
+    Ok(Spawned {
+        pid,
+        stdout,
+        stderr,
+    })
 }
 
 /// Starts a readiness probe command with all stdio on `/dev/null`.
 pub fn probe(argv: &[String]) -> io::Result<u32> {
     let Some((prog, args)) = argv.split_first() else {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty probe command"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "empty probe command",
+        ));
     };
     let mut cmd = Command::new(prog);
     cmd.args(args)

@@ -159,6 +159,7 @@ struct Run {
     phase: Phase,
     want_up: bool,
     restarts: u32,
+    restart_pending: bool,
     quick_failures: u32,
     starts: VecDeque<Ms>,
     started_at: Ms,
@@ -204,6 +205,7 @@ impl Supervisor {
                 phase: Phase::Waiting,
                 want_up: true,
                 restarts: 0,
+                restart_pending: false,
                 quick_failures: 0,
                 starts: VecDeque::new(),
                 started_at: 0,
@@ -239,7 +241,10 @@ impl Supervisor {
 
     /// Lifecycle state name of a service.
     pub fn state(&self, i: usize) -> &'static str {
-        self.runs.get(i).map(|r| r.phase.name()).unwrap_or("unknown")
+        self.runs
+            .get(i)
+            .map(|r| r.phase.name())
+            .unwrap_or("unknown")
     }
 
     /// Whether an orderly shutdown is in progress.
@@ -277,7 +282,7 @@ impl Supervisor {
         run.status_text = None;
         run.phase = match svc.ready {
             Readiness::Started => Phase::Ready { pid },
-            Readiness::Notify => Phase::Starting {
+            Readiness::Notify | Readiness::Exit => Phase::Starting {
                 pid,
                 probe_at: Ms::MAX,
                 probe_interval: 0,
@@ -361,11 +366,7 @@ impl Supervisor {
             .saturating_mul(1u64 << shift)
             .min(svc.restart_delay_max_ms);
         run.phase = Phase::Backoff { until: now + delay };
-        self.note(
-            i,
-            !clean,
-            format!("{why}; restarting in {delay} ms"),
-        );
+        self.note(i, !clean, format!("{why}; restarting in {delay} ms"));
     }
 
     /// Result of one readiness probe of service `i`.
@@ -425,6 +426,7 @@ impl Supervisor {
                 run.phase = Phase::Waiting;
                 run.starts.clear();
                 run.quick_failures = 0;
+                run.restart_pending = false;
                 self.note(i, false, "start requested".into());
             }
             Phase::Stopping { .. } => {
@@ -494,7 +496,12 @@ impl Supervisor {
         if self.shutdown.is_some() {
             return;
         }
-        let max_grace = self.services.iter().map(|s| s.stop_grace_ms).max().unwrap_or(0);
+        let max_grace = self
+            .services
+            .iter()
+            .map(|s| s.stop_grace_ms)
+            .max()
+            .unwrap_or(0);
         self.shutdown = Some((action, now + 2 * max_grace + SHUTDOWN_SLACK_MS));
         for run in &mut self.runs {
             run.want_up = false;
@@ -518,8 +525,8 @@ impl Supervisor {
             for i in 0..self.services.len() {
                 self.maybe_spawn(i, now);
             }
-            let all_ready = (0..self.runs.len())
-                .all(|i| !self.runs[i].want_up || self.satisfied(i));
+            let all_ready =
+                (0..self.runs.len()).all(|i| !self.runs[i].want_up || self.satisfied(i));
             if all_ready && !self.all_ready_sent {
                 self.all_ready_sent = true;
                 self.actions.push(Action::AllReady);
@@ -548,16 +555,17 @@ impl Supervisor {
                 self.note(
                     i,
                     true,
-                    format!("did not stop within {} ms, sending SIGKILL", svc.stop_grace_ms),
+                    format!(
+                        "did not stop within {} ms, sending SIGKILL",
+                        svc.stop_grace_ms
+                    ),
                 );
             }
             Phase::Backoff { until } if now >= until => {
                 run.phase = Phase::Waiting;
-                run.restarts = run.restarts.saturating_add(1);
+                run.restart_pending = true;
             }
-            Phase::Failed {
-                retry_at: Some(at),
-            } if now >= at && run.want_up => {
+            Phase::Failed { retry_at: Some(at) } if now >= at && run.want_up => {
                 run.phase = Phase::Waiting;
                 run.starts.clear();
                 run.quick_failures = 0;
@@ -619,8 +627,12 @@ impl Supervisor {
                 }
             );
             run.last_exit = Some(msg.clone());
+            run.restart_pending = false;
             self.note(i, true, msg);
             return;
+        }
+        if std::mem::take(&mut run.restart_pending) {
+            run.restarts = run.restarts.saturating_add(1);
         }
         self.actions.push(Action::Spawn(i));
     }
@@ -669,9 +681,7 @@ impl Supervisor {
                     ..
                 } => consider(kill_at),
                 Phase::Backoff { until } => consider(until),
-                Phase::Failed {
-                    retry_at: Some(at),
-                } if run.want_up => consider(at),
+                Phase::Failed { retry_at: Some(at) } if run.want_up => consider(at),
                 Phase::Starting {
                     probe_at, probing, ..
                 } => {
@@ -817,7 +827,11 @@ mod tests {
         assert_eq!(acts(&mut sup, now), vec![]);
         assert_eq!(sup.state(0), "failed");
         assert!(sup.status(now)[0].detail.contains("start limit hit"));
-        assert_eq!(sup.status(now)[0].restarts, 4);
+        assert_eq!(
+            sup.status(now)[0].restarts,
+            3,
+            "three respawns; the fourth was refused"
+        );
         // Cool-down: tried again later.
         assert_eq!(sup.next_deadline(), Some(now + 60_000));
         let later = now + 60_000;
@@ -865,21 +879,32 @@ mod tests {
         assert_eq!(st[0].state, "done");
         assert_eq!(st[1].state, "done");
         assert_eq!(st[2].state, "failed");
-        assert!(st[2].detail.contains("exited with status 2"), "{}", st[2].detail);
+        assert!(
+            st[2].detail.contains("exited with status 2"),
+            "{}",
+            st[2].detail
+        );
     }
 
     #[test]
-    fn done_oneshot_satisfies_dependents() {
+    fn dependents_of_a_oneshot_wait_for_its_clean_exit() {
         let mut setup = svc("setup", &[]);
-        setup.restart = RestartPolicy::Never;
+        setup.restart = RestartPolicy::OnFailure;
+        setup.ready = Readiness::Exit;
         let mut sup = Supervisor::new(vec![setup, svc("app", &[0])]);
         assert_eq!(acts(&mut sup, 0), vec![Action::Spawn(0)]);
         sup.on_spawned(0, 10, 0);
-        // Started-readiness makes setup ready at once, so app may start too.
-        assert_eq!(acts(&mut sup, 0), vec![Action::Spawn(1)]);
-        sup.on_exit(10, Exit::Code(0), 3);
-        sup.on_spawned(1, 11, 3);
-        assert_eq!(acts(&mut sup, 3), vec![Action::AllReady]);
+        assert!(acts(&mut sup, 1).is_empty(), "app waits while setup runs");
+        // A failing oneshot is retried; app still waits.
+        sup.on_exit(10, Exit::Code(1), 2);
+        assert_eq!(sup.state(0), "backoff");
+        assert_eq!(acts(&mut sup, 102), vec![Action::Spawn(0)]);
+        sup.on_spawned(0, 12, 102);
+        sup.on_exit(12, Exit::Code(0), 105);
+        assert_eq!(sup.state(0), "done");
+        assert_eq!(acts(&mut sup, 105), vec![Action::Spawn(1)]);
+        sup.on_spawned(1, 11, 105);
+        assert_eq!(acts(&mut sup, 105), vec![Action::AllReady]);
     }
 
     #[test]
@@ -903,7 +928,13 @@ mod tests {
         assert_eq!(acts(&mut sup, 110), vec![sig(1, 11)]);
         // b ignores SIGTERM: killed after its grace period.
         assert_eq!(sup.next_deadline(), Some(610));
-        assert_eq!(acts(&mut sup, 610), vec![Action::Kill { service: 1, pid: 11 }]);
+        assert_eq!(
+            acts(&mut sup, 610),
+            vec![Action::Kill {
+                service: 1,
+                pid: 11
+            }]
+        );
         sup.on_exit(11, Exit::Signal(9), 611);
         assert_eq!(acts(&mut sup, 611), vec![sig(0, 10)]);
         sup.on_exit(10, Exit::Code(0), 620);
@@ -924,7 +955,13 @@ mod tests {
         acts(&mut sup, 0);
         sup.shutdown(PowerAction::Reboot, 0);
         acts(&mut sup, 0);
-        assert_eq!(acts(&mut sup, 500), vec![Action::Kill { service: 0, pid: 10 }]);
+        assert_eq!(
+            acts(&mut sup, 500),
+            vec![Action::Kill {
+                service: 0,
+                pid: 10
+            }]
+        );
         // SIGKILL did not reap it (uninterruptible sleep): forced at 2*grace + slack.
         let force = 2 * 500 + SHUTDOWN_SLACK_MS;
         assert!(acts(&mut sup, force - 1).is_empty());
@@ -932,7 +969,10 @@ mod tests {
         assert_eq!(
             a,
             vec![
-                Action::Kill { service: 0, pid: 10 },
+                Action::Kill {
+                    service: 0,
+                    pid: 10
+                },
                 Action::ShutdownComplete(PowerAction::Reboot)
             ]
         );
@@ -944,7 +984,10 @@ mod tests {
         acts(&mut sup, 0);
         sup.on_spawned(0, 10, 0);
         acts(&mut sup, 0);
-        assert_eq!(sup.stop("nope", 1), Err(RequestError::UnknownService("nope".into())));
+        assert_eq!(
+            sup.stop("nope", 1),
+            Err(RequestError::UnknownService("nope".into()))
+        );
         sup.stop("a", 1).unwrap();
         let a = acts(&mut sup, 1);
         assert_eq!(
@@ -957,15 +1000,25 @@ mod tests {
         );
         sup.on_exit(10, Exit::Signal(15), 2);
         assert_eq!(sup.state(0), "stopped");
-        assert!(acts(&mut sup, 1000).is_empty(), "a stopped service stays stopped");
+        assert!(
+            acts(&mut sup, 1000).is_empty(),
+            "a stopped service stays stopped"
+        );
         sup.start("a").unwrap();
         assert_eq!(acts(&mut sup, 1001), vec![Action::Spawn(0)]);
         sup.on_spawned(0, 11, 1001);
         sup.restart("a", 1002).unwrap();
-        assert!(matches!(acts(&mut sup, 1002)[0], Action::Signal { pid: 11, .. }));
+        assert!(matches!(
+            acts(&mut sup, 1002)[0],
+            Action::Signal { pid: 11, .. }
+        ));
         sup.on_exit(11, Exit::Signal(15), 1003);
         assert_eq!(acts(&mut sup, 1003), vec![Action::Spawn(0)]);
-        assert_eq!(sup.status(1003)[0].restarts, 0, "operator restarts are not counted");
+        assert_eq!(
+            sup.status(1003)[0].restarts,
+            0,
+            "operator restarts are not counted"
+        );
     }
 
     #[test]
@@ -975,8 +1028,14 @@ mod tests {
         let mut sup = Supervisor::new(vec![s]);
         acts(&mut sup, 0);
         sup.on_spawned(0, 10, 0);
-        assert!(acts(&mut sup, 999).is_empty(), "notify services are not probed");
-        assert!(matches!(acts(&mut sup, 1000)[0], Action::Signal { pid: 10, .. }));
+        assert!(
+            acts(&mut sup, 999).is_empty(),
+            "notify services are not probed"
+        );
+        assert!(matches!(
+            acts(&mut sup, 1000)[0],
+            Action::Signal { pid: 10, .. }
+        ));
         sup.on_exit(10, Exit::Signal(15), 1001);
         assert_eq!(sup.state(0), "backoff");
     }

@@ -18,6 +18,28 @@ pub fn child_setup(cmd: &mut Command, cgroup_procs: Option<RawFd>) {
     let empty = SigSet::empty();
     let setup = move || -> io::Result<()> {
         sigprocmask(SigmaskHow::SIG_SETMASK, Some(&empty), None).map_err(io::Error::from)?;
+        // Ignored signals survive exec; give the service default dispositions.
+        // The raw system call also resets the two signals glibc reserves
+        // (32, 33), which `signal(3)` refuses to touch but which may arrive
+        // ignored from whoever started us.
+        let default_action = [0u64; 4];
+        for sig in 1..=64 {
+            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                continue;
+            }
+            // SAFETY: rt_sigaction with an all-zero kernel `struct sigaction`
+            // (handler SIG_DFL, no flags, empty mask; 32 bytes, sigsetsize 8)
+            // reads only our stack array; it is async-signal-safe.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    default_action.as_ptr(),
+                    std::ptr::null_mut::<u64>(),
+                    8usize,
+                );
+            }
+        }
         nix::unistd::setsid().map_err(io::Error::from)?;
         if let Some(fd) = cgroup_procs {
             // SAFETY: `fd` is an open descriptor of cgroup.procs owned by the
@@ -45,7 +67,7 @@ pub fn child_setup(cmd: &mut Command, cgroup_procs: Option<RawFd>) {
         Ok(())
     };
     // SAFETY: the closure only makes async-signal-safe system calls
-    // (sigprocmask, setsid, write, close_range) on values prepared before the
+    // (sigprocmask, rt_sigaction, setsid, write, close_range) on values prepared before the
     // fork, and does not allocate, lock or log.
     unsafe {
         cmd.pre_exec(setup);
@@ -54,12 +76,16 @@ pub fn child_setup(cmd: &mut Command, cgroup_procs: Option<RawFd>) {
 
 /// Sets IFF_UP on a network interface (used for `lo` at boot).
 pub fn set_link_up(name: &str) -> io::Result<()> {
-    let sock = std::net::UdpSocket::bind("0.0.0.0:0").or_else(|_| std::net::UdpSocket::bind("[::]:0"))?;
+    let sock =
+        std::net::UdpSocket::bind("0.0.0.0:0").or_else(|_| std::net::UdpSocket::bind("[::]:0"))?;
     // SAFETY: ifreq is plain old data; all-zero is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     let bytes = name.as_bytes();
     if bytes.len() >= req.ifr_name.len() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "interface name too long"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "interface name too long",
+        ));
     }
     for (dst, src) in req.ifr_name.iter_mut().zip(bytes) {
         *dst = *src as libc::c_char;

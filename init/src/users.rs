@@ -40,7 +40,11 @@ impl UserDb {
             .lines()
             .filter_map(|l| {
                 let f: Vec<&str> = l.split(':').collect();
-                Some((f.first()?.to_string(), f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?))
+                Some((
+                    f.first()?.to_string(),
+                    f.get(2)?.parse().ok()?,
+                    f.get(3)?.parse().ok()?,
+                ))
             })
             .collect();
         let groups = group
@@ -55,10 +59,7 @@ impl UserDb {
 
     /// Uid and primary gid of a user.
     pub fn user(&self, name: &str) -> Option<(u32, u32)> {
-        self.users
-            .iter()
-            .find(|u| u.0 == name)
-            .map(|u| (u.1, u.2))
+        self.users.iter().find(|u| u.0 == name).map(|u| (u.1, u.2))
     }
 
     /// Gid of a group.

@@ -32,26 +32,36 @@ impl Watchdog {
     /// Opens the device and sets its timeout (keeping the driver's default
     /// when it refuses ours).
     pub fn open(path: &Path) -> Result<Self, WatchdogError> {
-        let err = |source| WatchdogError { path: path.to_owned(), source };
+        let err = |source| WatchdogError {
+            path: path.to_owned(),
+            source,
+        };
         let file = OpenOptions::new().write(true).open(path).map_err(err)?;
-        let timeout = crate::sys::watchdog_set_timeout(file.as_raw_fd(), TIMEOUT_S).unwrap_or(TIMEOUT_S);
+        let timeout =
+            crate::sys::watchdog_set_timeout(file.as_raw_fd(), TIMEOUT_S).unwrap_or(TIMEOUT_S);
         let interval_ms = (timeout.max(1) as u64 * 1000) / 4;
-        let mut w = Self { file, path: path.to_owned(), interval_ms };
+        let mut w = Self {
+            file,
+            path: path.to_owned(),
+            interval_ms,
+        };
         w.ping()?;
         Ok(w)
     }
 
     /// Keeps the machine alive for another timeout period.
     pub fn ping(&mut self) -> Result<(), WatchdogError> {
-        self.file
-            .write_all(b"\0")
-            .map_err(|source| WatchdogError { path: self.path.clone(), source })
+        self.file.write_all(b"\0").map_err(|source| WatchdogError {
+            path: self.path.clone(),
+            source,
+        })
     }
 
     /// Disarms the watchdog (magic close) and closes the device.
     pub fn close(mut self) -> Result<(), WatchdogError> {
-        self.file
-            .write_all(b"V")
-            .map_err(|source| WatchdogError { path: self.path.clone(), source })
+        self.file.write_all(b"V").map_err(|source| WatchdogError {
+            path: self.path.clone(),
+            source,
+        })
     }
 }

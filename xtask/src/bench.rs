@@ -19,7 +19,7 @@ use crate::{build_release, root, step, target_dir};
 /// Ten services: six independent, a chain of three, one oneshot.
 fn ten_services() -> String {
     let mut s = String::new();
-    s.push_str("[[service]]\nname = \"setup\"\nexec = [\"/bin/true\"]\nrestart = \"never\"\n\n");
+    s.push_str("[[service]]\nname = \"setup\"\nexec = [\"/bin/true\"]\noneshot = true\n\n");
     for i in 1..=6 {
         s.push_str(&format!("[[service]]\nname = \"svc{i}\"\nexec = [\"/bin/sleep\", \"100000\"]\nafter = [\"setup\"]\n\n"));
     }
@@ -87,7 +87,11 @@ fn machine(bin: &Path) -> Machine {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("model name").and_then(|v| v.split_once(':')).map(|v| v.1.trim().to_owned()))
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .and_then(|v| v.split_once(':'))
+                .map(|v| v.1.trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown".into());
     let out = |c: &mut Command| {
         c.output()
@@ -97,10 +101,14 @@ fn machine(bin: &Path) -> Machine {
     };
     Machine {
         cpu,
-        cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        cores: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
         kernel: out(Command::new("uname").arg("-r")),
         rustc: out(Command::new("rustc").arg("--version")),
-        cairn_init_bytes: std::fs::metadata(bin.join("cairn-init")).map(|m| m.len()).unwrap_or(0),
+        cairn_init_bytes: std::fs::metadata(bin.join("cairn-init"))
+            .map(|m| m.len())
+            .unwrap_or(0),
         tini: out(Command::new("dpkg-query").args(["-W", "-f=${Version}", "tini"])),
     }
 }
@@ -118,7 +126,10 @@ fn pid1_run(bin: &Path, dir: &Path, services: &Path) -> Result<Pid1Run> {
     let t0 = monotonic_ms();
     let mut init = NsInit::start(bin, dir, services, "BENCH-READY t_ms={t_ms}")?;
     let line = init.wait_line("BENCH-READY", Duration::from_secs(30))?;
-    let t_ready: u64 = line.trim_start_matches("BENCH-READY t_ms=").trim().parse()?;
+    let t_ready: u64 = line
+        .trim_start_matches("BENCH-READY t_ms=")
+        .trim()
+        .parse()?;
     let pid = init.init_pid()?;
     std::thread::sleep(Duration::from_millis(300));
     let rss_kib = status_kib(pid, "VmRSS").context("VmRSS")? as f64;
@@ -133,10 +144,17 @@ fn pid1_run(bin: &Path, dir: &Path, services: &Path) -> Result<Pid1Run> {
     let mut restart_ms = Vec::new();
     for _ in 0..5 {
         let st = client.list_services()?;
-        let old = st.iter().find(|s| s.name == "crashy").context("crashy")?.pid;
+        let old = st
+            .iter()
+            .find(|s| s.name == "crashy")
+            .context("crashy")?
+            .pid;
         let host = init.host_pid(old)?;
         let t = Instant::now();
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(host as i32), nix::sys::signal::Signal::SIGKILL)?;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(host as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )?;
         let end = t + Duration::from_secs(5);
         loop {
             let st = client.list_services()?;
@@ -169,7 +187,16 @@ fn pid1_run(bin: &Path, dir: &Path, services: &Path) -> Result<Pid1Run> {
 /// Resident memory of tini as PID 1 of a namespace supervising one child.
 fn tini_rss() -> Result<f64> {
     let mut child = Command::new("unshare")
-        .args(["--pid", "--fork", "--mount-proc", "--kill-child", "/usr/bin/tini", "--", "/bin/sleep", "1000"])
+        .args([
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "--kill-child",
+            "/usr/bin/tini",
+            "--",
+            "/bin/sleep",
+            "1000",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -208,24 +235,60 @@ pub fn run(runs: usize) -> Result<()> {
         results.push(run);
     }
     step("reference: tini as PID 1");
-    let tini: Vec<f64> = (0..runs.min(3)).map(|_| tini_rss()).collect::<Result<_>>()?;
+    let tini: Vec<f64> = (0..runs.min(3))
+        .map(|_| tini_rss())
+        .collect::<Result<_>>()?;
 
     let col = |f: &dyn Fn(&Pid1Run) -> f64| results.iter().map(f).collect::<Vec<_>>();
     let pid1 = vec![
-        Metric::new("cairn-init PID 1 resident memory (VmRSS), 10 services", "KiB", "< 2048 KiB", col(&|r| r.rss_kib)),
-        Metric::new("  same, after 20 control API calls", "KiB", "< 2048 KiB", col(&|r| r.rss_after_api_kib)),
-        Metric::new("  of which anonymous (heap, stacks)", "KiB", "", col(&|r| r.anon_kib)),
-        Metric::new("tini PID 1 resident memory, 1 child (reference)", "KiB", "", tini),
-        Metric::new("start to all ten services ready", "ms", "", col(&|r| r.ready_ms)),
+        Metric::new(
+            "cairn-init PID 1 resident memory (VmRSS), 10 services",
+            "KiB",
+            "< 2048 KiB",
+            col(&|r| r.rss_kib),
+        ),
+        Metric::new(
+            "  same, after 20 control API calls",
+            "KiB",
+            "< 2048 KiB",
+            col(&|r| r.rss_after_api_kib),
+        ),
+        Metric::new(
+            "  of which anonymous (heap, stacks)",
+            "KiB",
+            "",
+            col(&|r| r.anon_kib),
+        ),
+        Metric::new(
+            "tini PID 1 resident memory, 1 child (reference)",
+            "KiB",
+            "",
+            tini,
+        ),
+        Metric::new(
+            "start to all ten services ready",
+            "ms",
+            "",
+            col(&|r| r.ready_ms),
+        ),
         Metric::new(
             "restart latency (SIGKILL to new process ready)",
             "ms",
             "",
             results.iter().flat_map(|r| r.restart_ms.clone()).collect(),
         ),
-        Metric::new("orderly shutdown of ten services (SIGTERM to exit)", "ms", "", col(&|r| r.shutdown_ms)),
+        Metric::new(
+            "orderly shutdown of ten services (SIGTERM to exit)",
+            "ms",
+            "",
+            col(&|r| r.shutdown_ms),
+        ),
     ];
-    let report = Report { machine: machine(&bin), runs, pid1 };
+    let report = Report {
+        machine: machine(&bin),
+        runs,
+        pid1,
+    };
     write_report(&report)?;
     Ok(())
 }
@@ -233,7 +296,10 @@ pub fn run(runs: usize) -> Result<()> {
 fn write_report(report: &Report) -> Result<()> {
     let out = root().join("bench");
     std::fs::create_dir_all(&out)?;
-    std::fs::write(out.join("report.json"), serde_json::to_string_pretty(report)?)?;
+    std::fs::write(
+        out.join("report.json"),
+        serde_json::to_string_pretty(report)?,
+    )?;
     let m = &report.machine;
     let mut md = String::new();
     md.push_str("# cairn benchmark report\n\n");

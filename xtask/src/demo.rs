@@ -16,7 +16,7 @@ const SERVICES: &str = r#"# The demo's services file (written by `cargo xtask de
 [[service]]
 name = "net"
 exec = ["/usr/sbin/ip", "link", "set", "lo", "up"]
-restart = "never"
+oneshot = true
 
 # A web server, ready once its TCP port accepts connections.
 [[service]]
@@ -64,7 +64,10 @@ pub fn run() -> Result<()> {
     let dir = target_dir().join("demo");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("www"))?;
-    std::fs::write(dir.join("www/index.html"), "hello from a service supervised by cairn-init\n")?;
+    std::fs::write(
+        dir.join("www/index.html"),
+        "hello from a service supervised by cairn-init\n",
+    )?;
     let services = dir.join("services.toml");
     std::fs::write(
         &services,
@@ -78,14 +81,29 @@ pub fn run() -> Result<()> {
     let t0 = monotonic_ms();
     let mut init = NsInit::start(&bin, &dir, &services, "DEMO-READY t_ms={t_ms}")?;
     let ready = init.wait_line("DEMO-READY", Duration::from_secs(30))?;
-    let t_ready: u64 = ready.trim_start_matches("DEMO-READY t_ms=").trim().parse().unwrap_or(t0);
-    println!("    all services ready {} ms after start", t_ready.saturating_sub(t0));
+    let t_ready: u64 = ready
+        .trim_start_matches("DEMO-READY t_ms=")
+        .trim()
+        .parse()
+        .unwrap_or(t0);
+    println!(
+        "    all services ready {} ms after start",
+        t_ready.saturating_sub(t0)
+    );
     ctl(&bin, &init.control, &["status"])?;
 
     step("the web service answers inside the namespace");
     let init_pid = init.init_pid()?;
     let out = Command::new("nsenter")
-        .args(["-t", &init_pid.to_string(), "-n", "/bin/busybox", "wget", "-qO-", "http://127.0.0.1:8080/"])
+        .args([
+            "-t",
+            &init_pid.to_string(),
+            "-n",
+            "/bin/busybox",
+            "wget",
+            "-qO-",
+            "http://127.0.0.1:8080/",
+        ])
         .output()
         .context("nsenter")?;
     print!("    GET / -> {}", String::from_utf8_lossy(&out.stdout));
@@ -114,7 +132,10 @@ pub fn run() -> Result<()> {
     let t = Instant::now();
     let st = init.stop(Duration::from_secs(30))?;
     let log = init.log_text();
-    for line in log.lines().skip_while(|l| !l.contains("shutdown requested")) {
+    for line in log
+        .lines()
+        .skip_while(|l| !l.contains("shutdown requested"))
+    {
         println!("    {line}");
     }
     println!(

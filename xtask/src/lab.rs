@@ -22,7 +22,8 @@ impl NsInit {
     pub fn start(bin: &Path, dir: &Path, services: &Path, ready_line: &str) -> Result<Self> {
         let control = dir.join("control.sock");
         let log = dir.join("init.log");
-        let out = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let out =
+            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let child = Command::new("unshare")
             .args(["--pid", "--fork", "--mount-proc", "--net", "--kill-child"])
             .arg(bin.join("cairn-init"))
@@ -37,7 +38,11 @@ impl NsInit {
             .stderr(out)
             .spawn()
             .context("starting unshare (util-linux)")?;
-        Ok(Self { child: Some(child), control, log })
+        Ok(Self {
+            child: Some(child),
+            control,
+            log,
+        })
     }
 
     /// Console output so far.
@@ -54,7 +59,10 @@ impl NsInit {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
-        bail!("no line starting with {prefix:?} within {timeout:?}; log:\n{}", self.log_text())
+        bail!(
+            "no line starting with {prefix:?} within {timeout:?}; log:\n{}",
+            self.log_text()
+        )
     }
 
     /// A control API client (retries while the socket comes up).
@@ -94,7 +102,10 @@ impl NsInit {
     /// Sends SIGTERM to cairn-init and waits for the namespace to end.
     pub fn stop(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
         let pid = self.init_pid()?;
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM)?;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )?;
         let child = self.child.as_mut().context("not running")?;
         let end = Instant::now() + timeout;
         loop {
@@ -122,9 +133,16 @@ impl Drop for NsInit {
 /// Host pids whose parent is `pid`.
 pub fn children(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let text = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-        out.extend(text.split_whitespace().filter_map(|w| w.parse::<u32>().ok()));
+        out.extend(
+            text.split_whitespace()
+                .filter_map(|w| w.parse::<u32>().ok()),
+        );
     }
     out
 }

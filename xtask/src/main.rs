@@ -119,7 +119,14 @@ fn test(no_lint: bool, rest: &[String]) -> Result<()> {
         step("cargo fmt --check");
         run_cmd(cargo().args(["fmt", "--all", "--", "--check"]))?;
         step("cargo clippy -D warnings");
-        run_cmd(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+        run_cmd(cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
     }
     step("cargo test --workspace (unit, integration and privileged tests)");
     let mut c = cargo();

@@ -9,10 +9,16 @@ use crate::{root, run_cmd, step};
 
 /// Debian packages the build host needs, with what each is for.
 pub const PACKAGES: &[(&str, &str)] = &[
-    ("util-linux", "unshare, setpriv, nsenter: namespaces for the privileged tests and demo"),
+    (
+        "util-linux",
+        "unshare, setpriv, nsenter: namespaces for the privileged tests and demo",
+    ),
     ("iproute2", "ip: loopback and links inside test namespaces"),
     ("procps", "process inspection in the demo"),
-    ("busybox-static", "httpd and wget for demo and test services"),
+    (
+        "busybox-static",
+        "httpd and wget for demo and test services",
+    ),
     ("tini", "reference PID 1 in the benchmark"),
 ];
 

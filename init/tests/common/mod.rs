@@ -125,7 +125,10 @@ impl Lab {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("timed out after {timeout:?} waiting for: {what}\n--- init log ---\n{}", self.log());
+        panic!(
+            "timed out after {timeout:?} waiting for: {what}\n--- init log ---\n{}",
+            self.log()
+        );
     }
 
     /// Host pid of `unshare`.
@@ -156,7 +159,10 @@ impl Lab {
                 return st;
             }
             if Instant::now() > end {
-                panic!("cairn-init did not exit within {timeout:?}\n--- init log ---\n{}", self.log());
+                panic!(
+                    "cairn-init did not exit within {timeout:?}\n--- init log ---\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -164,11 +170,15 @@ impl Lab {
 
     /// Lines of a service's log ring: (t_ms, stream, text).
     pub fn logs(&self, name: &str) -> Vec<(u64, String, String)> {
-        self.ctl(&["logs", name, "-n", "10000", "--raw"])
-            .lines()
-            .filter_map(|l| {
-                let mut p = l.splitn(3, ' ');
-                Some((p.next()?.parse().ok()?, p.next()?.to_owned(), p.next().unwrap_or("").to_owned()))
+        let v: Vec<serde_json::Value> =
+            serde_json::from_str(&self.ctl(&["logs", name, "-n", "10000", "--json"])).unwrap();
+        v.iter()
+            .map(|l| {
+                (
+                    l["t_ms"].as_u64().unwrap(),
+                    l["stream"].as_str().unwrap().to_owned(),
+                    l["text"].as_str().unwrap().to_owned(),
+                )
             })
             .collect()
     }
@@ -188,9 +198,16 @@ impl Drop for Lab {
 /// Host pids whose parent is `pid`.
 pub fn children(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let p = task.path().join("children");
-        for w in std::fs::read_to_string(p).unwrap_or_default().split_whitespace() {
+        for w in std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .split_whitespace()
+        {
             if let Ok(n) = w.parse() {
                 out.push(n);
             }

@@ -18,6 +18,7 @@ use crate::types::{LogLine, PowerAction, ServiceStatus};
 use crate::{INIT_INTERFACE, INIT_PATH, error_names};
 
 const PEER_INTERFACE: &str = "org.freedesktop.DBus.Peer";
+const BUS_INTERFACE: &str = "org.freedesktop.DBus";
 const INTROSPECTABLE_INTERFACE: &str = "org.freedesktop.DBus.Introspectable";
 const UNKNOWN_METHOD: &str = "org.freedesktop.DBus.Error.UnknownMethod";
 const UNKNOWN_OBJECT: &str = "org.freedesktop.DBus.Error.UnknownObject";
@@ -101,6 +102,8 @@ pub(crate) enum Request {
     },
     Power(String),
     Ping,
+    /// Bus clients (busctl, gdbus) greet the bus first; we answer as a bus would.
+    Hello,
     Introspect,
 }
 
@@ -115,6 +118,7 @@ impl Request {
             Request::Logs { .. } => "Logs",
             Request::Power(_) => "Power",
             Request::Ping => "Ping",
+            Request::Hello => "Hello",
             Request::Introspect => "Introspect",
         }
     }
@@ -127,6 +131,7 @@ pub(crate) enum Reply {
     Services(Vec<ServiceStatus>),
     Logs(Vec<LogLine>),
     Xml(&'static str),
+    Name(&'static str),
 }
 
 /// Decodes the body of `message` as `T`, or `InvalidArgs` naming the expected signature.
@@ -150,6 +155,7 @@ pub(crate) fn parse(message: &Message) -> Result<Request, CallError> {
     let member = header.member().map(|m| m.as_str()).unwrap_or("");
     match (interface, member) {
         (Some(PEER_INTERFACE), "Ping") => return Ok(Request::Ping),
+        (Some(BUS_INTERFACE), "Hello") => return Ok(Request::Hello),
         (Some(INTROSPECTABLE_INTERFACE), "Introspect") if path == INIT_PATH => {
             return Ok(Request::Introspect);
         }
@@ -255,6 +261,7 @@ impl Handler {
                 empty(backend.power(action))
             }
             Request::Ping => Ok(Reply::Empty),
+            Request::Hello => Ok(Reply::Name(":1.0")),
             Request::Introspect => Ok(Reply::Xml(INTROSPECTION_XML)),
         }
     }
@@ -278,6 +285,7 @@ impl Handler {
             Ok(Reply::Services(services)) => connection.reply(&header, &services).await,
             Ok(Reply::Logs(lines)) => connection.reply(&header, &lines).await,
             Ok(Reply::Xml(xml)) => connection.reply(&header, &xml).await,
+            Ok(Reply::Name(name)) => connection.reply(&header, &name).await,
             Err(error) => {
                 connection
                     .reply_error(&header, error.name, &error.message)
@@ -425,6 +433,15 @@ mod tests {
         );
         assert_eq!(
             parse(&call(
+                "/org/freedesktop/DBus",
+                Some(BUS_INTERFACE),
+                "Hello",
+                &()
+            )),
+            Ok(Request::Hello)
+        );
+        assert_eq!(
+            parse(&call(
                 INIT_PATH,
                 Some(INTROSPECTABLE_INTERFACE),
                 "Introspect",
@@ -478,6 +495,12 @@ mod tests {
             );
         }
         assert_eq!(recorder.calls(), Vec::<String>::new());
+        assert_eq!(handler.handle(Request::Ping), Ok(Reply::Empty));
+        assert_eq!(handler.handle(Request::Hello), Ok(Reply::Name(":1.0")));
+        assert_eq!(
+            handler.handle(Request::Introspect),
+            Ok(Reply::Xml(INTROSPECTION_XML))
+        );
         assert_eq!(
             handler.handle(Request::ListServices),
             Ok(Reply::Services(vec![]))

@@ -13,7 +13,7 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::io::AsyncReadExt;
@@ -193,6 +193,7 @@ pub fn serve_init(
         socket: path.clone(),
         root_connections: AtomicUsize::new(0),
         other_connections: AtomicUsize::new(0),
+        limit_logged: AtomicBool::new(false),
     });
     let thread = std::thread::Builder::new()
         .name("cairn-control".to_owned())
@@ -252,6 +253,8 @@ struct Shared {
     socket: PathBuf,
     root_connections: AtomicUsize,
     other_connections: AtomicUsize,
+    /// Whether hitting a connection limit has been logged since a slot was last freed.
+    limit_logged: AtomicBool,
 }
 
 async fn accept_loop(listener: UnixListener, shared: Arc<Shared>) {
@@ -277,7 +280,10 @@ fn admit(stream: UnixStream, shared: &Arc<Shared>) {
     };
     let uid = cred.uid();
     let Some(slot) = ConnectionSlot::take(shared, uid) else {
-        warn!(uid, "too many control connections; closing a new one");
+        // Once per episode, so a client hammering the socket cannot flood the log.
+        if !shared.limit_logged.swap(true, Ordering::AcqRel) {
+            warn!(uid, "too many control connections; closing new ones");
+        }
         return;
     };
     let shared = Arc::clone(shared);
@@ -324,6 +330,7 @@ impl Drop for ConnectionSlot {
             &self.shared.other_connections
         };
         counter.fetch_sub(1, Ordering::AcqRel);
+        self.shared.limit_logged.store(false, Ordering::Release);
     }
 }
 
@@ -411,7 +418,10 @@ async fn handshake(
         let mut sent = 0;
         while sent < replies.len() {
             // zbus's `sendmsg` passes MSG_NOSIGNAL: a vanished peer is an error, not SIGPIPE.
-            sent += WriteHalf::sendmsg(write, &replies[sent..], &[]).await?;
+            match WriteHalf::sendmsg(write, &replies[sent..], &[]).await? {
+                0 => return Err(ConnectionError::HandshakeEof),
+                n => sent += n,
+            }
         }
         replies.clear();
         if let Progress::Done { leftover } = progress {

@@ -169,13 +169,22 @@ fn closed_within(stream: &mut UnixStream, deadline: Duration) -> bool {
     }
 }
 
-/// Runs the authentication handshake by hand, as uid 0; returns the stream after `BEGIN`.
+/// Runs the authentication handshake by hand; returns the stream after `BEGIN`.
 fn raw_authenticated(socket: &Path) -> UnixStream {
     let mut stream = UnixStream::connect(socket).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
-    stream.write_all(b"\0AUTH EXTERNAL 30\r\n").unwrap();
+    // EXTERNAL's response is our uid in decimal, hex-encoded: uid 0 is "30".
+    let uid: String = nix::unistd::getuid()
+        .as_raw()
+        .to_string()
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    stream
+        .write_all(format!("\0AUTH EXTERNAL {uid}\r\n").as_bytes())
+        .unwrap();
     let mut reply = [0u8; 64];
     let n = stream.read(&mut reply).unwrap();
     assert!(reply[..n].starts_with(b"OK "), "{:?}", &reply[..n]);
@@ -635,6 +644,14 @@ fn threads() -> Vec<(String, String)> {
     threads
 }
 
+/// Numbers of this process's open file descriptors.
+fn open_fds() -> std::collections::BTreeSet<u32> {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|entry| entry.unwrap().file_name().to_str()?.parse().ok())
+        .collect()
+}
+
 /// One `Key:\tvalue` line of a `/proc/.../status` file.
 fn status_field(path: &str, key: &str) -> String {
     std::fs::read_to_string(path)
@@ -661,12 +678,30 @@ fn serve_init_starts_one_thread_and_leaves_signals_alone() {
         let caught = status_field("/proc/self/status", "SigCgt");
         let ignored = status_field("/proc/self/status", "SigIgn");
         let before = threads();
+        let fds_before = open_fds();
 
         let server = serve_init(&socket, Fake::new()).unwrap();
         let client = InitClient::connect(&socket).unwrap();
         assert_eq!(client.list_services().unwrap(), services());
         client.start("web").unwrap();
         assert_eq!(client.logs("web", 0, 3).unwrap().len(), 3);
+
+        // Every descriptor the server opened (listener, runtime, connections) is close-on-exec,
+        // so services started by PID 1 cannot inherit a connection authenticated as root.
+        let new_fds: Vec<_> = open_fds().difference(&fds_before).copied().collect();
+        assert!(
+            new_fds.len() >= 3,
+            "listener, runtime, connections: {new_fds:?}"
+        );
+        for fd in new_fds {
+            let info = format!("/proc/self/fdinfo/{fd}");
+            if !Path::new(&info).exists() {
+                continue; // the directory handle `open_fds` itself used
+            }
+            let flags = status_field(&info, "flags");
+            let flags = u32::from_str_radix(&flags, 8).unwrap();
+            assert_ne!(flags & 0o2000000, 0, "fd {fd} is not O_CLOEXEC");
+        }
 
         let after = threads();
         let new: Vec<_> = after.iter().filter(|t| !before.contains(t)).collect();
@@ -742,6 +777,7 @@ fn a_client_that_never_reads_replies_cannot_grow_server_memory() {
         ])
         .env(ROLE_VAR, "server")
         .env(SOCKET_VAR, &socket)
+        .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let result = std::panic::catch_unwind(|| {
@@ -769,7 +805,7 @@ fn a_client_that_never_reads_replies_cannot_grow_server_memory() {
             .unwrap();
         let mut burst = Vec::new();
         for _ in 0..200 {
-            burst.extend_from_slice(&ping.data());
+            burst.extend_from_slice(ping.data());
             burst.extend_from_slice(&list_services_message());
         }
         flood

@@ -7,11 +7,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use cairn_control::{
     DEFAULT_CONTROL_SOCKET, InitClient, LogLine, MAX_LOG_LINES_PER_CALL, PowerAction, ServiceStatus,
 };
 use clap::{Parser, Subcommand};
+
+mod notify;
 
 /// How often `logs -f` asks for new lines.
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(200);
@@ -52,6 +54,9 @@ enum Command {
         /// Keep printing new lines until interrupted.
         #[arg(short, long)]
         follow: bool,
+        /// Print a JSON array of {seq, t_ms, stream, text} (with -f: one object per line).
+        #[arg(long)]
+        json: bool,
     },
     /// Start a service (root only).
     Start {
@@ -80,6 +85,11 @@ enum Command {
         /// Assignments such as READY=1 or "STATUS=warming up".
         #[arg(value_name = "ASSIGNMENT", required_unless_present = "ready")]
         assignments: Vec<String>,
+        /// Whose pid the message carries: "parent" (default: the script that runs
+        /// cairnctl, which outlives this process), "self", or a number. Other
+        /// than "self" needs root; without it the own pid is sent.
+        #[arg(long, default_value = "parent")]
+        pid: String,
     },
 }
 
@@ -126,13 +136,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             name,
             lines,
             follow,
-        } => logs(socket, &name, lines, follow),
+            json,
+        } => logs(socket, &name, lines, follow, json),
         Command::Start { name } => Ok(InitClient::connect(socket)?.start(&name)?),
         Command::Stop { name } => Ok(InitClient::connect(socket)?.stop(&name)?),
         Command::Restart { name } => Ok(InitClient::connect(socket)?.restart(&name)?),
-        Command::Reboot => Ok(InitClient::connect(socket)?.power(PowerAction::Reboot)?),
-        Command::Poweroff => Ok(InitClient::connect(socket)?.power(PowerAction::Poweroff)?),
-        Command::Notify { ready, assignments } => notify(ready, &assignments),
+        Command::Reboot => power(socket, PowerAction::Reboot),
+        Command::Poweroff => power(socket, PowerAction::Poweroff),
+        Command::Notify {
+            ready,
+            assignments,
+            pid,
+        } => notify::send(ready, &assignments, &pid),
+    }
+}
+
+/// Asks for a reboot or power-off. cairn-init may finish before its reply
+/// reaches us (nothing left to stop); a connection lost then means success.
+fn power(socket: &Path, action: PowerAction) -> anyhow::Result<()> {
+    match InitClient::connect(socket)?.power(action) {
+        Ok(()) | Err(cairn_control::ClientError::Disconnected { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -211,7 +235,7 @@ fn format_log_line(line: &LogLine) -> String {
     )
 }
 
-fn logs(socket: &Path, name: &str, count: usize, follow: bool) -> anyhow::Result<()> {
+fn logs(socket: &Path, name: &str, count: usize, follow: bool, json: bool) -> anyhow::Result<()> {
     let client = InitClient::connect(socket)?;
     let mut out = std::io::stdout().lock();
     // The API pages forward from a sequence number; keep the last `count` lines seen.
@@ -239,8 +263,14 @@ fn logs(socket: &Path, name: &str, count: usize, follow: bool) -> anyhow::Result
             break;
         }
     }
-    for line in &last {
-        writeln!(out, "{}", format_log_line(line))?;
+    if json && !follow {
+        let lines: Vec<&LogLine> = last.iter().collect();
+        serde_json::to_writer_pretty(&mut out, &lines)?;
+        writeln!(out)?;
+    } else {
+        for line in &last {
+            write_log_line(&mut out, line, json)?;
+        }
     }
     out.flush()?;
     if !follow {
@@ -252,7 +282,7 @@ fn logs(socket: &Path, name: &str, count: usize, follow: bool) -> anyhow::Result
             .logs(name, after_seq, MAX_LOG_LINES_PER_CALL)
             .context("lost cairn-init while following logs")?;
         for line in &batch {
-            writeln!(out, "{}", format_log_line(line))?;
+            write_log_line(&mut out, line, json)?;
         }
         out.flush()?;
         if let Some(newest) = batch.last() {
@@ -261,43 +291,13 @@ fn logs(socket: &Path, name: &str, count: usize, follow: bool) -> anyhow::Result
     }
 }
 
-/// Sends the assignments as one datagram to $NOTIFY_SOCKET (a path, or `@name` for an
-/// abstract socket). The supervisor identifies us by the datagram's credentials, which the
-/// kernel attaches while we are still alive: the send is synchronous.
-fn notify(ready: bool, assignments: &[String]) -> anyhow::Result<()> {
-    let mut lines = Vec::new();
-    if ready {
-        lines.push("READY=1");
-    }
-    for assignment in assignments {
-        match assignment.split_once('=') {
-            Some((key, _)) if !key.is_empty() && !assignment.contains('\n') => {
-                lines.push(assignment);
-            }
-            _ => bail!("invalid assignment \"{assignment}\" (expected KEY=VALUE on one line)"),
-        }
-    }
-    let message = lines.join("\n");
-    let target = std::env::var_os("NOTIFY_SOCKET")
-        .filter(|v| !v.is_empty())
-        .context("NOTIFY_SOCKET is not set: cairnctl notify must run under a supervisor that provides it")?;
-    let socket =
-        std::os::unix::net::UnixDatagram::unbound().context("cannot create a datagram socket")?;
-    let target_text = target.to_string_lossy().into_owned();
-    let sent = if let Some(abstract_name) = target_text.strip_prefix('@') {
-        use std::os::linux::net::SocketAddrExt;
-        let address = std::os::unix::net::SocketAddr::from_abstract_name(abstract_name)
-            .with_context(|| format!("invalid NOTIFY_SOCKET \"{target_text}\""))?;
-        socket.send_to_addr(message.as_bytes(), &address)
+/// One line of `logs` output: human-readable, or one JSON object.
+fn write_log_line(out: &mut impl Write, line: &LogLine, json: bool) -> anyhow::Result<()> {
+    if json {
+        serde_json::to_writer(&mut *out, line)?;
+        writeln!(out)?;
     } else {
-        socket.send_to(message.as_bytes(), &target)
-    }
-    .with_context(|| format!("cannot send to NOTIFY_SOCKET {target_text}"))?;
-    if sent != message.len() {
-        bail!(
-            "short send to NOTIFY_SOCKET {target_text}: {sent} of {} bytes",
-            message.len()
-        );
+        writeln!(out, "{}", format_log_line(line))?;
     }
     Ok(())
 }
