@@ -103,11 +103,20 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
-/// Builds the release binaries the demo and benchmarks use; returns their directory.
+/// The target the box binaries are built for: static, so an image needs no
+/// shared libraries for them and PID 1 maps no libc.so.
+pub const BOX_TARGET: &str = "x86_64-unknown-linux-gnu";
+
+/// Builds the release binaries that run on a box (static glibc), as the demo,
+/// the benchmarks and images use them; returns their directory.
 pub fn build_release() -> Result<PathBuf> {
-    step("building release binaries");
-    run_cmd(cargo().args(["build", "--release", "-p", "cairn-init", "-p", "cairnctl"]))?;
-    Ok(target_dir().join("release"))
+    step("building release binaries (static)");
+    run_cmd(
+        cargo()
+            .env("RUSTFLAGS", "-C target-feature=+crt-static")
+            .args(["build", "--release", "--target", BOX_TARGET, "-p", "cairn-init", "-p", "cairnctl"]),
+    )?;
+    Ok(target_dir().join(BOX_TARGET).join("release"))
 }
 
 fn test(no_lint: bool, rest: &[String]) -> Result<()> {
