@@ -242,13 +242,7 @@ pub fn parse(text: &str, file: &Path, root: &Path) -> Result<ServicesFile, Confi
             return Err(ConfigErrors(vec![err(None, None, format!("{reason}{at}"))]));
         }
     };
-    if raw.service.is_empty() {
-        return Err(ConfigErrors(vec![err(
-            None,
-            Some("service"),
-            "no [[service]] defined".into(),
-        )]));
-    }
+    // An empty file is valid: a `base` box runs no services, only the network.
 
     // Pass 1: shape of each table.
     let mut parsed: Vec<(String, RawService)> = Vec::new();
@@ -917,7 +911,10 @@ mod tests {
 
     #[test]
     fn empty_file_and_unknown_top_level_key() {
-        assert!(parse_err("")[0].contains("no [[service]] defined"));
+        assert!(
+            parse_ok("").services.is_empty(),
+            "a box may run no services"
+        );
         assert!(parse_err("[[servce]]\nname = \"a\"\n")[0].contains("unknown field `servce`"));
     }
 

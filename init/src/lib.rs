@@ -7,16 +7,27 @@
 //! binary runs as PID 1 of a PID namespace in supervise-only mode for tests
 //! and containers.
 
+pub mod blockdev;
 pub mod boot;
 pub mod cgroup;
+pub mod cmdline;
 pub mod config;
+pub mod datapart;
+pub mod devctl;
+pub mod dm;
+pub mod earlyboot;
+pub mod identity;
+pub mod kmod;
 pub mod logring;
+pub mod loopdev;
 pub mod mounts;
+pub mod network;
 pub mod notify;
 pub mod power;
 pub mod runtime;
 pub mod spawn;
 pub mod supervisor;
+pub mod switch_root;
 pub mod sys;
 pub mod users;
 pub mod watchdog;

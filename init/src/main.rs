@@ -79,6 +79,12 @@ fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let pid1 = std::process::id() == 1;
     let supervise = argv.iter().any(|a| a == "--services" || a == "--check");
+    // --- early boot (initramfs stage, docs/boot.md): set up the verified
+    // root and exec its /sbin/init; never returns.
+    if pid1 && !supervise && cairn_init::earlyboot::in_initramfs() {
+        cairn_init::earlyboot::run();
+    }
+    // --- end early boot
     let args = match parse_args(&argv, pid1 && !supervise) {
         Ok(Some(a)) => a,
         Ok(None) => return,
@@ -197,6 +203,8 @@ fn machine(args: Args) {
         version = env!("CARGO_PKG_VERSION"),
         "cairn-init starting as PID 1"
     );
+    // --- data partition (docs/boot.md): /var from cairn.data=, tmpfs on any error.
+    cairn_init::datapart::setup_machine();
     boot::configure_system();
     let signals = loop {
         match runtime::signal_fd() {

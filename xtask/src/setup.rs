@@ -20,6 +20,17 @@ pub const PACKAGES: &[(&str, &str)] = &[
         "httpd and wget for demo and test services",
     ),
     ("tini", "reference PID 1 in the benchmark"),
+    ("qemu-system-x86", "boots images in the QEMU tests and `cairn run`"),
+    ("qemu-utils", "qemu-img: disk.qcow2"),
+    ("ovmf", "UEFI firmware for QEMU"),
+    ("ipxe-qemu", "iPXE network boot ROMs for `cairn run --pxe`"),
+    ("systemd-boot-efi", "systemd-boot and the EFI stub the UKI is built on"),
+    ("erofs-utils", "mkfs.erofs: the read-only root filesystem"),
+    ("cryptsetup-bin", "veritysetup: the dm-verity hash tree"),
+    ("binutils", "objcopy: assembling the UKI"),
+    ("gdisk", "sgdisk: checking GPT layouts in tests"),
+    ("dosfstools", "fsck.fat: checking the ESP in tests"),
+    ("cpio", "cpio: checking initramfs archives in tests"),
 ];
 
 fn installed(pkg: &str) -> bool {
@@ -30,21 +41,26 @@ fn installed(pkg: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Installs whatever is missing from [`PACKAGES`].
-pub fn run() -> Result<()> {
-    let missing: Vec<&str> = PACKAGES
+fn missing() -> Vec<&'static str> {
+    PACKAGES
         .iter()
         .map(|(p, _)| *p)
         .filter(|p| !installed(p))
-        .collect();
-    if missing.is_empty() {
+        .collect()
+}
+
+/// Installs whatever is missing from [`PACKAGES`]. Installing one package can
+/// remove another (a backported qemu-utils gives way to bookworm's QEMU), so
+/// the whole list is checked again afterwards, with a second round if needed.
+pub fn run() -> Result<()> {
+    let mut todo = missing();
+    if todo.is_empty() {
         println!("host packages: all {} present", PACKAGES.len());
         return Ok(());
     }
-    step(&format!("installing host packages: {}", missing.join(" ")));
     if !nix::unistd::geteuid().is_root() {
         bail!(
-            "missing host packages {missing:?}; run `cargo xtask setup` as root (or apt-get install them)"
+            "missing host packages {todo:?}; run `cargo xtask setup` as root (or apt-get install them)"
         );
     }
     let archives = root().join(".cache/apt/archives");
@@ -56,15 +72,18 @@ pub fn run() -> Result<()> {
             .env("DEBIAN_FRONTEND", "noninteractive")
             .args(["-q", "update"]),
     )?;
-    run_cmd(
-        Command::new("apt-get")
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .args(["-q", "-y", "--no-install-recommends", &cache, "install"])
-            .args(&missing),
-    )?;
-    let still: Vec<&str> = missing.into_iter().filter(|p| !installed(p)).collect();
-    if !still.is_empty() {
-        bail!("apt-get reported success but {still:?} are not installed");
+    for _round in 0..2 {
+        step(&format!("installing host packages: {}", todo.join(" ")));
+        run_cmd(
+            Command::new("apt-get")
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .args(["-q", "-y", "--no-install-recommends", &cache, "install"])
+                .args(&todo),
+        )?;
+        todo = missing();
+        if todo.is_empty() {
+            return Ok(());
+        }
     }
-    Ok(())
+    bail!("apt-get reported success but {todo:?} are not installed")
 }

@@ -1,0 +1,179 @@
+//! `cairn build`: site + profile + role → disk image, PXE set and manifest.
+//!
+//! Inputs are validated completely before anything is written. The build
+//! happens in a sibling temporary directory that replaces `--out` only when
+//! every artifact is written, so a failed build leaves no partial output.
+
+mod artifacts;
+pub mod manifest;
+pub mod rootfs;
+pub mod rootimg;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use cairn_site::{Profile, Role, Site};
+
+use crate::progress::{Progress, Style};
+use crate::role::{RoleDef, load_role};
+
+/// Where the builder finds its data and keeps its caches.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Dirs {
+    /// Hardware profiles directory (default: the source tree's `hardware-profiles/`).
+    #[arg(long)]
+    pub profiles_dir: Option<PathBuf>,
+    /// Roles directory (default: the source tree's `image/roles/`).
+    #[arg(long)]
+    pub roles_dir: Option<PathBuf>,
+    /// Package and build cache (default: $CAIRN_CACHE, else `.cache/` in the source tree).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Directory holding the static `cairn-init` and `cairnctl` to put in the
+    /// image (default: build them from the source tree with cargo).
+    #[arg(long)]
+    pub box_bin: Option<PathBuf>,
+}
+
+/// The source tree this binary was built from.
+pub fn source_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+impl Dirs {
+    fn profiles(&self) -> PathBuf {
+        self.profiles_dir
+            .clone()
+            .unwrap_or_else(|| source_root().join("hardware-profiles"))
+    }
+    fn roles(&self) -> PathBuf {
+        self.roles_dir
+            .clone()
+            .unwrap_or_else(|| source_root().join("image/roles"))
+    }
+    /// The cache directory.
+    pub fn cache(&self) -> PathBuf {
+        self.cache_dir
+            .clone()
+            .or_else(|| std::env::var_os("CAIRN_CACHE").map(PathBuf::from))
+            .unwrap_or_else(|| source_root().join(".cache"))
+    }
+}
+
+/// One `cairn build` invocation.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Site file.
+    pub site: PathBuf,
+    /// Profile name.
+    pub profile: String,
+    /// Role name.
+    pub role: String,
+    /// Output directory.
+    pub out: PathBuf,
+    /// Data and cache directories.
+    pub dirs: Dirs,
+}
+
+/// Validated inputs of a build.
+#[derive(Debug)]
+pub struct Inputs {
+    /// The site.
+    pub site: Site,
+    /// The site file's text, baked into the image as it is.
+    pub site_text: String,
+    /// The hardware profile.
+    pub profile: Profile,
+    /// The role asked for.
+    pub role: Role,
+    /// `base` plus, for other roles, the role's own definition.
+    pub roles: Vec<RoleDef>,
+}
+
+/// Loads and checks everything a build needs; nothing is written.
+pub fn load_inputs(req: &Request) -> Result<Inputs> {
+    let site = cairn_site::load_site(&req.site)?;
+    let site_text = std::fs::read_to_string(&req.site)
+        .with_context(|| format!("reading {}", req.site.display()))?;
+    let profile = cairn_site::load_profile(&req.dirs.profiles(), &req.profile)?;
+    let role: Role = req
+        .role
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("--role: {e}"))?;
+    let mut roles = vec![load_role(&req.dirs.roles(), "base")?];
+    if role != Role::Base {
+        roles.push(load_role(&req.dirs.roles(), role.as_str())?);
+    }
+    if site.boxes_with_role(role).next().is_none() {
+        bail!(
+            "{}: no node has role {role}: a box flashed with this image would match no node",
+            req.site.display()
+        );
+    }
+    Ok(Inputs {
+        site,
+        site_text,
+        profile,
+        role,
+        roles,
+    })
+}
+
+/// Removes the temporary build directory unless the build succeeded.
+struct TempOut {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Drop for TempOut {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Runs a build.
+pub fn run(req: &Request, style: Style) -> Result<()> {
+    let inputs = load_inputs(req)?;
+    let out = &req.out;
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    let name = out
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("--out must name a directory")?;
+    let mut tmp = TempOut {
+        path: parent.join(format!(".{name}.tmp-{}", std::process::id())),
+        keep: false,
+    };
+    let _ = std::fs::remove_dir_all(&tmp.path);
+    std::fs::create_dir_all(&tmp.path).with_context(|| format!("creating {}", tmp.path.display()))?;
+    let mut progress = Progress::new(style, artifacts::STEPS);
+    let summary = artifacts::build(&inputs, &req.dirs, &tmp.path, &mut progress)?;
+    if out.exists() {
+        std::fs::remove_dir_all(out).with_context(|| format!("removing old {}", out.display()))?;
+    }
+    std::fs::rename(&tmp.path, out)
+        .with_context(|| format!("moving the build to {}", out.display()))?;
+    tmp.keep = true;
+    match style {
+        Style::Json => println!("{}", serde_json::json!({"event": "done", "out": out, "summary": summary})),
+        Style::Human => eprintln!(
+            "built {} ({} for {}) in {:.1} s: {}",
+            out.display(),
+            inputs.role,
+            inputs.profile.name,
+            progress.elapsed_s(),
+            summary
+        ),
+        Style::Quiet => {}
+    }
+    Ok(())
+}
