@@ -79,7 +79,16 @@ fn main() -> ExitCode {
             } else {
                 progress::Style::Human
             };
-            build::run(&build::Request { site, profile, role, out, dirs }, style)
+            build::run(
+                &build::Request {
+                    site,
+                    profile,
+                    role,
+                    out,
+                    dirs,
+                },
+                style,
+            )
         }
         Command::Run {
             dir,

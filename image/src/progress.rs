@@ -49,7 +49,9 @@ impl Progress {
                 self.total,
                 self.started.elapsed().as_secs_f64()
             ),
-            Style::Json => emit(json!({"event": "step", "n": self.n, "of": self.total, "step": what})),
+            Style::Json => {
+                emit(json!({"event": "step", "n": self.n, "of": self.total, "step": what}))
+            }
             Style::Quiet => {}
         }
     }
@@ -64,7 +66,9 @@ impl Progress {
                     let _ = writeln!(err);
                 }
             }
-            Style::Json => emit(json!({"event": "progress", "n": self.n, "what": what, "done": done, "of": of})),
+            Style::Json => emit(
+                json!({"event": "progress", "n": self.n, "what": what, "done": done, "of": of}),
+            ),
             Style::Quiet => {}
         }
     }

@@ -142,8 +142,13 @@ mod tests {
 
     #[test]
     fn unknown_role_lists_known_ones() {
-        let e = load_role(&roles_dir(), "mainframe").unwrap_err().to_string();
-        assert!(e.starts_with("unknown role \"mainframe\" (known roles: base"), "{e}");
+        let e = load_role(&roles_dir(), "mainframe")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("unknown role \"mainframe\" (known roles: base"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -156,6 +161,9 @@ mod tests {
         )
         .unwrap();
         let e = load_role(dir.path(), "x").unwrap_err().to_string();
-        assert!(e.contains("role.toml: field `binarys`: unknown field"), "{e}");
+        assert!(
+            e.contains("role.toml: field `binarys`: unknown field"),
+            "{e}"
+        );
     }
 }

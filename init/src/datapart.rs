@@ -182,7 +182,9 @@ pub fn probe(path: &Path) -> Result<Vec<u8>, DatapartError> {
     Ok(head)
 }
 
-/// Runs `mke2fs -t ext4 -L cairn-data -q <device>`.
+/// Runs `mke2fs -t ext4 -L cairn-data -q -E lazy_itable_init=1,lazy_journal_init=1,nodiscard
+/// <device>`: inode tables and the journal are initialised lazily by the
+/// kernel, so the first boot does not wait for the whole partition to be written.
 pub fn format(mke2fs: &Path, device: &Path) -> Result<(), DatapartError> {
     let fail = |reason: String| DatapartError::Format {
         mke2fs: mke2fs.to_owned(),
@@ -191,6 +193,7 @@ pub fn format(mke2fs: &Path, device: &Path) -> Result<(), DatapartError> {
     };
     let out = Command::new(mke2fs)
         .args(["-t", "ext4", "-L", LABEL, "-q"])
+        .args(["-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard"])
         .arg(device)
         .output()
         .map_err(|e| fail(e.to_string()))?;

@@ -123,8 +123,15 @@ pub fn mount_failure_step(verified: bool, err: &std::io::Error) -> Step {
     }
 }
 
+/// Writes one line on the console (stderr), ignoring write errors: PID 1
+/// must not panic because the console is gone.
+fn line(text: impl fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{text}");
+}
+
 fn say(msg: impl fmt::Display) {
-    eprintln!("cairn-init: {msg}");
+    line(format_args!("cairn-init: {msg}"));
 }
 
 /// Mounts /proc, /sys and /dev (devtmpfs) unless present and points
@@ -134,7 +141,7 @@ pub fn mount_early() {
         let _ = std::fs::create_dir_all(target);
         match mount(Some(src), target, Some(fstype), flags, None::<&str>) {
             Ok(()) | Err(nix::Error::EBUSY) => {}
-            Err(e) => eprintln!("cairn-init: mount {target} ({fstype}): {e}"),
+            Err(e) => say(format_args!("mount {target} ({fstype}): {e}")),
         }
     };
     let secure = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
@@ -158,16 +165,14 @@ pub fn run() -> ! {
 
 /// Prints `failure` (and the kernel's related messages) and stays up forever.
 pub fn halt(failure: &Failure) -> ! {
-    eprintln!("{failure}");
-    for line in kernel_lines(&["device-mapper", "verity", "erofs", "loop: ", "EXT4"], 8) {
-        eprintln!("cairn-init:   kernel: {line}");
+    line(failure);
+    for msg in kernel_lines(&["device-mapper", "verity", "erofs", "loop: ", "EXT4"], 8) {
+        say(format_args!("  kernel: {msg}"));
     }
-    eprintln!(
-        "cairn-init: the box stays halted here; fix the image or the command line and reboot"
-    );
+    say("the box stays halted here; fix the image or the command line and reboot");
     loop {
         std::thread::sleep(REPEAT);
-        eprintln!("{failure}");
+        line(failure);
     }
 }
 
@@ -375,6 +380,12 @@ pub fn kmsg_message(record: &str) -> &str {
     first.split_once(';').map_or(first, |(_, m)| m)
 }
 
+/// Whether a kernel message mentions one of `needles` (the kernel's echo of
+/// its command line, which names cairn.verity, is not news).
+pub fn relevant(msg: &str, needles: &[&str]) -> bool {
+    !msg.contains("ommand line:") && needles.iter().any(|n| msg.contains(n))
+}
+
 /// The last `max` kernel log messages containing any of `needles`.
 pub fn kernel_lines(needles: &[&str], max: usize) -> Vec<String> {
     use std::os::unix::fs::OpenOptionsExt;
@@ -394,7 +405,7 @@ pub fn kernel_lines(needles: &[&str], max: usize) -> Vec<String> {
             Ok(n) => {
                 let rec = String::from_utf8_lossy(&buf[..n]);
                 let msg = kmsg_message(&rec);
-                if needles.iter().any(|n| msg.contains(n)) {
+                if relevant(msg, needles) {
                     out.push(msg.to_owned());
                 }
             }
@@ -462,6 +473,18 @@ mod tests {
             "device-mapper: verity: 254:0: data block 7 is corrupted"
         );
         assert_eq!(kmsg_message("no header"), "no header");
+        let needles = ["verity", "loop: "];
+        assert!(relevant(
+            "device-mapper: verity: 254:1: data block 170 is corrupted",
+            &needles
+        ));
+        assert!(relevant("loop: module loaded", &needles));
+        assert!(!relevant("Calibrating delay loop (skipped)", &needles));
+        assert!(!relevant(
+            "Command line: console=ttyS0 cairn.verity=00",
+            &needles
+        ));
+        assert!(!relevant("Kernel command line: cairn.verity=00", &needles));
     }
 
     #[test]

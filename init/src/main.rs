@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use cairn_control::DEFAULT_CONTROL_SOCKET;
 use cairn_init::runtime::{self, Runtime, Settings};
-use cairn_init::{boot, config, power};
+use cairn_init::{boot, config, identity, network, power};
 use tracing::{error, info};
 
 const DEFAULT_SERVICES: &str = "/etc/cairn/services.toml";
@@ -206,22 +206,15 @@ fn machine(args: Args) {
     // --- data partition (docs/boot.md): /var from cairn.data=, tmpfs on any error.
     cairn_init::datapart::setup_machine();
     boot::configure_system();
-    let signals = loop {
-        match runtime::signal_fd() {
-            Ok(s) => break s,
-            Err(e) => {
-                error!(error = %e, "cannot set up signal handling; retrying");
-                std::thread::sleep(std::time::Duration::from_secs(1));
-            }
-        }
-    };
+    let identity = identify_and_configure();
     let path = args
         .services
         .clone()
         .unwrap_or_else(|| DEFAULT_SERVICES.into());
-    let services = match config::load(&path, Path::new("/")) {
-        Ok(f) => f.services,
-        Err(e) => {
+    let services = match (&identity, config::load(&path, Path::new("/"))) {
+        (None, _) => Vec::new(),
+        (Some(_), Ok(f)) => f.services,
+        (Some(_), Err(e)) => {
             error!("{e}");
             error!("no services started; the control API stays up for diagnosis");
             Vec::new()
@@ -232,15 +225,22 @@ fn machine(args: Args) {
         dev.exists().then_some(dev)
     });
     let mut settings = settings(&args, watchdog);
+    if let Some((image, node)) = &identity {
+        settings.ready_line = Some(format!(
+            "CAIRN-READY role={} node={node} version={} t_ms={{t_ms}}",
+            image.role, image.version
+        ));
+    }
     let rt = loop {
-        match Runtime::new(
-            services.clone(),
-            settings.clone(),
-            match runtime::signal_fd() {
-                Ok(s) => s,
-                Err(_) => continue,
-            },
-        ) {
+        let signals = match runtime::signal_fd() {
+            Ok(s) => s,
+            Err(e) => {
+                error!(error = %e, "cannot set up signal handling; retrying");
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                continue;
+            }
+        };
+        match Runtime::new(services.clone(), settings.clone(), signals) {
             Ok(rt) => break rt,
             Err(e) => {
                 error!(error = %e, "runtime setup failed; retrying without the watchdog");
@@ -249,9 +249,69 @@ fn machine(args: Args) {
             }
         }
     };
-    drop(signals);
     let (action, watchdog) = run_forever(rt);
     power::finish_machine(action, watchdog);
+}
+
+/// Finds this box's node in the site file (by MAC, or `cairn.node=`), sets
+/// the hostname and configures the network. When the box cannot find
+/// itself it says so on the console and returns None: it then runs no role
+/// services but stays up, with its control API, for diagnosis.
+fn identify_and_configure() -> Option<(identity::ImageInfo, String)> {
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let override_name = cairn_init::cmdline::words(&cmdline)
+        .into_iter()
+        .find(|(k, _)| k == "cairn.node")
+        .and_then(|(_, v)| v);
+    let found = (|| {
+        let image = identity::load_image_info(Path::new(identity::IMAGE_FILE))?;
+        let site = identity::load_site(Path::new(identity::SITE_FILE))?;
+        // NICs appear while their drivers probe; give them a few seconds.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let node = loop {
+            let macs: Vec<_> = identity::local_macs(Path::new("/sys/class/net"))
+                .into_iter()
+                .map(|(_, m)| m)
+                .collect();
+            match identity::resolve(&site, image.role, &macs, override_name.as_deref()) {
+                Ok(n) => break n.clone(),
+                Err(identity::IdentityError::NoMatch { .. })
+                    if std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        Ok::<_, identity::IdentityError>((image, site, node))
+    })();
+    let (image, site, node) = match found {
+        Ok(v) => v,
+        Err(e) => {
+            error!("cannot identify this box: {e}");
+            runtime::console_line(&format!(
+                "cairn-init: this box could not identify itself: {e}; no role services will start"
+            ));
+            return None;
+        }
+    };
+    match nix::unistd::sethostname(&node.name) {
+        Ok(()) => info!(hostname = %node.name, role = %image.role, "identified"),
+        Err(e) => error!(error = %e, "cannot set hostname"),
+    }
+    match cairn_netlink::Netlink::open()
+        .map_err(network::NetworkError::from)
+        .and_then(|mut nl| network::configure(&mut nl, &site, &node))
+    {
+        Ok(c) => info!(
+            interface = %c.interface,
+            addresses = %c.addresses.join(" "),
+            gateway = ?c.gateway,
+            "network configured"
+        ),
+        Err(e) => error!("network: {e}"),
+    }
+    Some((image, node.name))
 }
 
 #[cfg(test)]

@@ -6,8 +6,15 @@ use std::path::Path;
 use std::process::Command;
 
 fn ip(args: &[&str]) -> String {
-    let out = Command::new("ip").args(args).output().expect("ip (iproute2)");
-    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("ip (iproute2)");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -20,7 +27,18 @@ fn node_network_from_the_site_file() {
     // A thread of our own moves into a fresh network namespace; the host's is never touched.
     std::thread::spawn(|| {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
-        ip(&["link", "add", "veth0", "address", "52:54:00:aa:00:01", "type", "veth", "peer", "name", "veth1"]);
+        ip(&[
+            "link",
+            "add",
+            "veth0",
+            "address",
+            "52:54:00:aa:00:01",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "veth1",
+        ]);
         let site = cairn_site::parse_site(
             r#"
 [cluster]
@@ -49,11 +67,16 @@ addresses = ["192.0.2.5/24", "2001:db8::5/64"]
         let lo = ip(&["-o", "link", "show", "lo"]);
         assert!(lo.contains("UP"), "lo is up: {lo}");
         let routes = ip(&["route", "show", "default"]);
-        assert!(routes.contains("default via 192.0.2.1 dev veth0"), "{routes}");
+        assert!(
+            routes.contains("default via 192.0.2.1 dev veth0"),
+            "{routes}"
+        );
         // A node whose MAC is on no interface: a precise error.
         let mut other = node.clone();
         other.mac = Some("52:54:00:aa:00:99".parse().unwrap());
-        let e = cairn_init::network::configure(&mut nl, &site, &other).unwrap_err().to_string();
+        let e = cairn_init::network::configure(&mut nl, &site, &other)
+            .unwrap_err()
+            .to_string();
         assert_eq!(e, "node \"box1\": no interface has MAC 52:54:00:aa:00:99");
     })
     .join()

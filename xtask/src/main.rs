@@ -114,7 +114,16 @@ pub fn build_release() -> Result<PathBuf> {
     run_cmd(
         cargo()
             .env("RUSTFLAGS", "-C target-feature=+crt-static")
-            .args(["build", "--release", "--target", BOX_TARGET, "-p", "cairn-init", "-p", "cairnctl"]),
+            .args([
+                "build",
+                "--release",
+                "--target",
+                BOX_TARGET,
+                "-p",
+                "cairn-init",
+                "-p",
+                "cairnctl",
+            ]),
     )?;
     Ok(target_dir().join(BOX_TARGET).join("release"))
 }

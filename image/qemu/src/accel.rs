@@ -114,10 +114,9 @@ pub enum ProbeError {
 pub fn detect_accel() -> &'static AccelChoice {
     static CHOICE: OnceLock<AccelChoice> = OnceLock::new();
     CHOICE.get_or_init(|| {
-        let choice = choose(
-            std::env::var(ACCEL_OVERRIDE_VAR).ok().as_deref(),
-            || probe_accel(&HostPaths::default(), Accel::Kvm),
-        );
+        let choice = choose(std::env::var(ACCEL_OVERRIDE_VAR).ok().as_deref(), || {
+            probe_accel(&HostPaths::default(), Accel::Kvm)
+        });
         tracing::info!(accel = %choice.accel, note = %choice.note, "QEMU accelerator");
         choice
     })
@@ -154,9 +153,7 @@ fn choose(
         },
         Err(why) => AccelChoice {
             accel: Accel::Tcg,
-            note: format!(
-                "KVM unusable, using TCG (software emulation, slower): {why}{ignored}"
-            ),
+            note: format!("KVM unusable, using TCG (software emulation, slower): {why}{ignored}"),
         },
     }
 }
@@ -269,7 +266,10 @@ fn run_probe(
     if let Some(reader) = reader {
         let _ = reader.join();
     }
-    let stderr = stderr.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let stderr = stderr
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
     probe_verdict(code, &stderr, timeout)
         .map(|()| took)
         .map_err(|reason| ProbeError::Failed { accel, reason })
@@ -373,7 +373,14 @@ mod tests {
             .expect("run `as` (package binutils)");
         assert!(status.success(), "as failed on {}", source.display());
         let status = Command::new("ld")
-            .args(["-m", "elf_x86_64", "-Ttext=0x7c00", "--oformat", "binary", "-o"])
+            .args([
+                "-m",
+                "elf_x86_64",
+                "-Ttext=0x7c00",
+                "--oformat",
+                "binary",
+                "-o",
+            ])
             .arg(&binary)
             .arg(&object)
             .status()

@@ -34,7 +34,9 @@ pub enum ArgsError {
         mac: String,
     },
     /// Not a usable Linux interface name.
-    #[error("VM {vm}: tap device name {name:?} must be 1 to 15 characters without ',', '/' or spaces")]
+    #[error(
+        "VM {vm}: tap device name {name:?} must be 1 to 15 characters without ',', '/' or spaces"
+    )]
     BadTapName {
         /// The VM.
         vm: String,
@@ -121,7 +123,10 @@ pub(crate) fn validate(config: &VmConfig) -> Result<(), ArgsError> {
         if nic.mac[0] & 1 == 1 {
             return Err(ArgsError::MulticastMac { vm: vm(), mac });
         }
-        if config.nics[..index].iter().any(|other| other.mac == nic.mac) {
+        if config.nics[..index]
+            .iter()
+            .any(|other| other.mac == nic.mac)
+        {
             return Err(ArgsError::DuplicateMac { vm: vm(), mac });
         }
         if let NetBackend::Tap(name) = &nic.backend {
@@ -172,8 +177,11 @@ pub(crate) fn qemu_args(
         args.flag("-no-reboot");
     }
     if let Some(uefi) = &prepared.uefi {
-        args.flag("-drive")
-            .path_value("if=pflash,format=raw,unit=0,readonly=on,file=", &uefi.code, "");
+        args.flag("-drive").path_value(
+            "if=pflash,format=raw,unit=0,readonly=on,file=",
+            &uefi.code,
+            "",
+        );
         args.flag("-drive")
             .path_value("if=pflash,format=raw,unit=1,file=", &uefi.vars, "");
     }
@@ -194,10 +202,7 @@ pub(crate) fn qemu_args(
         Boot::UefiDisk { bus, .. } => {
             if let Some(disk) = &prepared.disk {
                 let snapshot = if disk.snapshot { ",snapshot=on" } else { "" };
-                let tail = format!(
-                    ",format={},if=none,id=disk0{snapshot}",
-                    disk.format.name()
-                );
+                let tail = format!(",format={},if=none,id=disk0{snapshot}", disk.format.name());
                 args.flag("-drive").path_value("file=", &disk.path, &tail);
                 let device = match bus {
                     DiskBus::Virtio => "virtio-blk-pci,drive=disk0,bootindex=1",
@@ -216,11 +221,14 @@ pub(crate) fn qemu_args(
         match &nic.backend {
             NetBackend::User => {
                 let mut value = OsString::from(format!("user,id={netdev}"));
-                if let (true, Boot::Pxe {
-                    tftp_root,
-                    bootfile,
-                    ..
-                }) = (pxe_here, &config.boot)
+                if let (
+                    true,
+                    Boot::Pxe {
+                        tftp_root,
+                        bootfile,
+                        ..
+                    },
+                ) = (pxe_here, &config.boot)
                 {
                     value.push(",tftp=");
                     value.push(escape_value(tftp_root.as_os_str()));
@@ -626,7 +634,10 @@ mod tests {
 
     #[test]
     fn commas_are_doubled_and_rendering_quotes() {
-        assert_eq!(escape_value(OsStr::new("/a,b,,c")), OsString::from("/a,,b,,,,c"));
+        assert_eq!(
+            escape_value(OsStr::new("/a,b,,c")),
+            OsString::from("/a,,b,,,,c")
+        );
         let rendered = render(
             Path::new("qemu"),
             &["-append".into(), "console=ttyS0 it's".into(), "".into()],

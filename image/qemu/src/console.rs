@@ -116,10 +116,15 @@ mod tests {
         );
         // OVMF's colours and cursor moves.
         assert_eq!(
-            strip_escapes("\u{1b}[05;01HPress \u{1b}[1m\u{1b}[37m\u{1b}[40mESC\u{1b}[0m in 5 seconds"),
+            strip_escapes(
+                "\u{1b}[05;01HPress \u{1b}[1m\u{1b}[37m\u{1b}[40mESC\u{1b}[0m in 5 seconds"
+            ),
             "Press ESC in 5 seconds"
         );
-        assert_eq!(strip_escapes("a\u{1b}]0;title\u{7}b\u{1b}]2;t\u{1b}\\c"), "abc");
+        assert_eq!(
+            strip_escapes("a\u{1b}]0;title\u{7}b\u{1b}]2;t\u{1b}\\c"),
+            "abc"
+        );
         assert_eq!(strip_escapes("tab\there\r\u{8}"), "tab\there");
         assert_eq!(strip_escapes("ends with \u{1b}"), "ends with ");
         assert_eq!(strip_escapes("ümlaut ok"), "ümlaut ok");

@@ -94,7 +94,15 @@ pub fn create_overlay(
         source,
     })?;
     let output = Command::new(qemu_img)
-        .args(["create", "-q", "-f", "qcow2", "-F", base_format.name(), "-b"])
+        .args([
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-F",
+            base_format.name(),
+            "-b",
+        ])
         .arg(&base)
         .arg(overlay)
         .output()

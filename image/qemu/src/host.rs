@@ -10,19 +10,25 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
     /// The QEMU system emulator is not installed (or not on `PATH`).
-    #[error("{program} not found (looked on PATH): install the host packages with `cargo xtask setup`")]
+    #[error(
+        "{program} not found (looked on PATH): install the host packages with `cargo xtask setup`"
+    )]
     QemuMissing {
         /// The program that was looked for.
         program: PathBuf,
     },
     /// `qemu-img` (needed for qcow2 overlays) is not installed.
-    #[error("{program} not found (looked on PATH): install the host packages with `cargo xtask setup`")]
+    #[error(
+        "{program} not found (looked on PATH): install the host packages with `cargo xtask setup`"
+    )]
     QemuImgMissing {
         /// The program that was looked for.
         program: PathBuf,
     },
     /// An OVMF (UEFI firmware) file is missing.
-    #[error("OVMF firmware file {path} is missing: install the host packages with `cargo xtask setup`")]
+    #[error(
+        "OVMF firmware file {path} is missing: install the host packages with `cargo xtask setup`"
+    )]
     OvmfMissing {
         /// The missing file.
         path: PathBuf,

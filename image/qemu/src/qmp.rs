@@ -155,7 +155,11 @@ impl Qmp {
     }
 
     /// Runs the handshake on an already connected stream (`socket` names it in errors).
-    pub fn handshake(stream: UnixStream, socket: &Path, timeout: Duration) -> Result<Self, QmpError> {
+    pub fn handshake(
+        stream: UnixStream,
+        socket: &Path,
+        timeout: Duration,
+    ) -> Result<Self, QmpError> {
         let io = |source| QmpError::Io {
             command: "greeting".into(),
             socket: socket.to_path_buf(),
@@ -204,7 +208,10 @@ impl Qmp {
                 other => other?,
             };
             match message {
-                Message::Return { id: Some(got), value } if got == id => return Ok(value),
+                Message::Return {
+                    id: Some(got),
+                    value,
+                } if got == id => return Ok(value),
                 Message::Error {
                     id: Some(got),
                     class,
@@ -275,7 +282,9 @@ mod tests {
             })
         );
         assert_eq!(
-            parse_message(r#"{"id": 4, "error": {"class": "DeviceNotFound", "desc": "Device 'nic9' not found"}}"#),
+            parse_message(
+                r#"{"id": 4, "error": {"class": "DeviceNotFound", "desc": "Device 'nic9' not found"}}"#
+            ),
             Some(Message::Error {
                 id: Some(json!(4)),
                 class: "DeviceNotFound".into(),
@@ -283,7 +292,9 @@ mod tests {
             })
         );
         assert!(matches!(
-            parse_message(r#"{"timestamp": {"seconds": 1}, "event": "SHUTDOWN", "data": {"guest": true}}"#),
+            parse_message(
+                r#"{"timestamp": {"seconds": 1}, "event": "SHUTDOWN", "data": {"guest": true}}"#
+            ),
             Some(Message::Event(_))
         ));
         assert_eq!(parse_message("not json"), None);
@@ -347,10 +358,13 @@ mod tests {
                     r#"{"return": {}, "id": 999}"#,
                     r#"{"return": {"status": "running"}, "id": {id}}"#,
                 ],
-                vec![r#"{"error": {"class": "GenericError", "desc": "no such thing"}, "id": {id}}"#],
+                vec![
+                    r#"{"error": {"class": "GenericError", "desc": "no such thing"}, "id": {id}}"#,
+                ],
             ],
         );
-        let mut qmp = Qmp::handshake(client, Path::new("fake.sock"), Duration::from_secs(5)).unwrap();
+        let mut qmp =
+            Qmp::handshake(client, Path::new("fake.sock"), Duration::from_secs(5)).unwrap();
         let status = qmp.execute("query-status", None).unwrap();
         assert_eq!(status, json!({"status": "running"}));
         let err = qmp
@@ -372,13 +386,15 @@ mod tests {
     fn quit_tolerates_the_socket_closing_and_others_do_not() {
         let (client, server) = UnixStream::pair().unwrap();
         let server = fake_qemu(server, vec![vec![r#"{"return": {}, "id": {id}}"#], vec![]]);
-        let mut qmp = Qmp::handshake(client, Path::new("fake.sock"), Duration::from_secs(5)).unwrap();
+        let mut qmp =
+            Qmp::handshake(client, Path::new("fake.sock"), Duration::from_secs(5)).unwrap();
         assert_eq!(qmp.execute("quit", None).unwrap(), Value::Null);
         server.join().unwrap();
 
         let (client, server) = UnixStream::pair().unwrap();
         let server = fake_qemu(server, vec![vec![r#"{"return": {}, "id": {id}}"#], vec![]]);
-        let mut qmp = Qmp::handshake(client, Path::new("fake.sock"), Duration::from_secs(5)).unwrap();
+        let mut qmp =
+            Qmp::handshake(client, Path::new("fake.sock"), Duration::from_secs(5)).unwrap();
         let err = qmp.execute("system_reset", None).unwrap_err();
         assert!(matches!(err, QmpError::Closed { .. }), "{err}");
         server.join().unwrap();
@@ -387,7 +403,8 @@ mod tests {
     #[test]
     fn silence_times_out() {
         let (client, server) = UnixStream::pair().unwrap();
-        let err = Qmp::handshake(client, Path::new("fake.sock"), Duration::from_millis(50)).unwrap_err();
+        let err =
+            Qmp::handshake(client, Path::new("fake.sock"), Duration::from_millis(50)).unwrap_err();
         assert!(matches!(err, QmpError::Io { .. }), "{err}");
         drop(server);
     }

@@ -113,7 +113,9 @@ pub enum VmError {
         console_tail: String,
     },
     /// QEMU exited while a console line was awaited.
-    #[error("VM {vm}: QEMU exited ({status}) before {what}; stderr: {stderr}\nconsole ends with:\n{console_tail}")]
+    #[error(
+        "VM {vm}: QEMU exited ({status}) before {what}; stderr: {stderr}\nconsole ends with:\n{console_tail}"
+    )]
     Exited {
         /// The VM.
         vm: String,
@@ -230,8 +232,15 @@ impl Shared {
 impl State {
     fn console_tail(&self) -> String {
         let start = self.lines.len().saturating_sub(TAIL_LINES);
-        let mut tail: Vec<&str> = self.lines[start..].iter().map(|l| l.text.as_str()).collect();
-        let partial_start = self.raw.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let mut tail: Vec<&str> = self.lines[start..]
+            .iter()
+            .map(|l| l.text.as_str())
+            .collect();
+        let partial_start = self
+            .raw
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
         let partial = crate::console::clean_line(&self.raw[partial_start..]);
         if !self.console_closed && !partial.is_empty() {
             tail.push(&partial);
@@ -314,15 +323,14 @@ impl Vm {
         });
 
         let mut threads = Vec::new();
-        let mut spawn = |what: &str, body: Box<dyn FnOnce() + Send>| {
-            match std::thread::Builder::new()
+        let mut spawn =
+            |what: &str, body: Box<dyn FnOnce() + Send>| match std::thread::Builder::new()
                 .name(format!("qemu-{what}-{pid}"))
                 .spawn(body)
             {
                 Ok(handle) => threads.push(handle),
                 Err(err) => tracing::error!(vm = %vm, %err, "cannot start {what} thread"),
-            }
-        };
+            };
         {
             let shared = Arc::clone(&shared);
             let child = Arc::clone(&child);
@@ -359,7 +367,8 @@ impl Vm {
     fn connect_qmp(&self, socket: &Path) -> Result<Qmp, VmError> {
         let deadline = Instant::now() + QMP_CONNECT_TIMEOUT;
         loop {
-            if let Some(status) = self.shared.lock().status {
+            let status = self.shared.lock().status;
+            if let Some(status) = status {
                 return Err(self.exited_early(status));
             }
             match Qmp::connect(socket, QMP_REPLY_TIMEOUT) {
@@ -368,7 +377,8 @@ impl Vm {
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 Err(source) => {
-                    if let Some(status) = self.shared.lock().status {
+                    let status = self.shared.lock().status;
+                    if let Some(status) = status {
                         return Err(self.exited_early(status));
                     }
                     return Err(VmError::Qmp {
@@ -446,16 +456,14 @@ impl Vm {
         let mut cursor = lock(&self.cursor);
         let mut scanned = *cursor;
         let mut found = None;
-        let (state, _) = self
-            .shared
-            .wait_until(Instant::now() + timeout, |state| {
-                if let Some(offset) = state.lines[scanned..].iter().position(|l| matches(&l.text)) {
-                    found = Some(scanned + offset);
-                    return true;
-                }
-                scanned = state.lines.len();
-                state.console_closed && state.status.is_some()
-            });
+        let (state, _) = self.shared.wait_until(Instant::now() + timeout, |state| {
+            if let Some(offset) = state.lines[scanned..].iter().position(|l| matches(&l.text)) {
+                found = Some(scanned + offset);
+                return true;
+            }
+            scanned = state.lines.len();
+            state.console_closed && state.status.is_some()
+        });
         if let Some(index) = found {
             *cursor = index + 1;
             return Ok(state.lines[index].clone());
@@ -628,8 +636,11 @@ impl Vm {
 
     /// Plugs or pulls the cable of NIC number `index` (QMP `set_link`).
     pub fn set_link(&self, index: usize, up: bool) -> Result<(), VmError> {
-        self.qmp("set_link", Some(json!({ "name": format!("nic{index}"), "up": up })))
-            .map(drop)
+        self.qmp(
+            "set_link",
+            Some(json!({ "name": format!("nic{index}"), "up": up })),
+        )
+        .map(drop)
     }
 
     /// Runs any QMP command and returns its `return` value.
@@ -837,7 +848,13 @@ fn prepare_disk(config: &VmConfig) -> Result<Option<PreparedDisk>, VmError> {
 fn short_name(name: &str) -> String {
     let safe: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(24)
         .collect();
     if safe.is_empty() { "vm".into() } else { safe }
@@ -869,7 +886,9 @@ mod tests {
                 text: format!("line {i}"),
                 at: Duration::ZERO,
             });
-            state.raw.extend_from_slice(format!("line {i}\n").as_bytes());
+            state
+                .raw
+                .extend_from_slice(format!("line {i}\n").as_bytes());
         }
         state.raw.extend_from_slice(b"login: ");
         let tail = state.console_tail();

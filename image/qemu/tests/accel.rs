@@ -35,7 +35,11 @@ fn detection_follows_the_kvm_probe_and_explains_itself() {
             // exists, but QEMU cannot run a guest with it.
             assert_eq!(choice.accel, Accel::Tcg, "KVM probe failed: {why}");
             assert!(choice.note.contains("using TCG"), "{}", choice.note);
-            assert!(choice.note.len() > "KVM unusable, using TCG".len() + 10, "{}", choice.note);
+            assert!(
+                choice.note.len() > "KVM unusable, using TCG".len() + 10,
+                "{}",
+                choice.note
+            );
         }
     }
     // Cached: the same value, not a second probe.

@@ -18,16 +18,26 @@ fn direct_boot_reaches_the_marker_and_exits_on_poweroff() {
     config.no_reboot = true;
     let vm = Vm::start(&config).unwrap();
     let line = vm.wait_for_text(MARKER, BOOT_TIMEOUT).unwrap();
-    eprintln!("TIMING direct boot ({}): QEMU start -> marker {:.2} s", vm.accel(), line.at.as_secs_f64());
+    eprintln!(
+        "TIMING direct boot ({}): QEMU start -> marker {:.2} s",
+        vm.accel(),
+        line.at.as_secs_f64()
+    );
     assert_eq!(line.text, format!("{MARKER} mode=poweroff"));
 
     let status = vm.wait_exit(BOOT_TIMEOUT).unwrap();
-    assert!(status.success(), "QEMU exit status after guest poweroff: {status}");
+    assert!(
+        status.success(),
+        "QEMU exit status after guest poweroff: {status}"
+    );
     let console = vm.console_text();
     assert!(console.contains("reboot: Power down"), "{console}");
     // The marker was consumed: a second wait must not find the same line again.
     let again = vm.wait_for_text(MARKER, std::time::Duration::from_secs(1));
-    assert!(matches!(again, Err(cairn_qemu::VmError::Exited { .. })), "{again:?}");
+    assert!(
+        matches!(again, Err(cairn_qemu::VmError::Exited { .. })),
+        "{again:?}"
+    );
 }
 
 #[test]
@@ -52,7 +62,11 @@ fn pxe_boot_under_bios_runs_the_ipxe_script_over_tftp() {
         script.at.as_secs_f64(),
         line.at.as_secs_f64()
     );
-    assert!(line.text.ends_with(&format!("{MARKER} mode=poweroff")), "{}", line.text);
+    assert!(
+        line.text.ends_with(&format!("{MARKER} mode=poweroff")),
+        "{}",
+        line.text
+    );
     assert!(vm.wait_exit(BOOT_TIMEOUT).unwrap().success());
     let console = vm.console_text();
     // iPXE got the MAC we gave the NIC and fetched the files over TFTP.
@@ -75,7 +89,10 @@ fn pxe_boot_under_uefi_runs_the_ipxe_script_over_tftp() {
     config.no_reboot = true;
     let vm = Vm::start(&config).unwrap();
     let vars = vm.runtime_dir().join("OVMF_VARS.fd");
-    assert!(vars.is_file(), "the VM has its own copy of the UEFI variables");
+    assert!(
+        vars.is_file(),
+        "the VM has its own copy of the UEFI variables"
+    );
     let line = vm.wait_for_text(MARKER, BOOT_TIMEOUT).unwrap();
     eprintln!(
         "TIMING PXE/UEFI boot ({}): QEMU start -> marker {:.2} s",
@@ -93,8 +110,15 @@ fn pump_copies_the_whole_console_until_poweroff() {
     let vm = Vm::start(&config).unwrap();
     let mut out = Vec::new();
     let end = vm.pump_console_to(&mut out, Some(BOOT_TIMEOUT)).unwrap();
-    assert!(matches!(end, PumpEnd::Exited(status) if status.success()), "{end:?}");
+    assert!(
+        matches!(end, PumpEnd::Exited(status) if status.success()),
+        "{end:?}"
+    );
     let out = String::from_utf8_lossy(&out);
     assert!(out.contains(MARKER), "{out}");
-    assert_eq!(out, vm.console_text(), "pump writes exactly what the console printed");
+    assert_eq!(
+        out,
+        vm.console_text(),
+        "pump writes exactly what the console printed"
+    );
 }

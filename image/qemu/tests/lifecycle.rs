@@ -49,8 +49,17 @@ fn reset_reboots_the_guest_and_qmp_controls_work() {
 
     vm.reset().unwrap();
     let second = vm.wait_for_text(MARKER, BOOT_TIMEOUT).unwrap();
-    assert!(second.at > first.at, "the marker line after reset is a new line");
-    assert_eq!(vm.console_lines().iter().filter(|l| l.text.contains(MARKER)).count(), 2);
+    assert!(
+        second.at > first.at,
+        "the marker line after reset is a new line"
+    );
+    assert_eq!(
+        vm.console_lines()
+            .iter()
+            .filter(|l| l.text.contains(MARKER))
+            .count(),
+        2
+    );
 
     let status = vm.quit().unwrap();
     assert!(status.success(), "{status}");
@@ -63,13 +72,20 @@ fn kill_is_a_hard_power_off_and_pump_times_out_on_a_running_vm() {
     vm.wait_for_text(MARKER, BOOT_TIMEOUT).unwrap();
 
     let mut out = Vec::new();
-    let end = vm.pump_console_to(&mut out, Some(Duration::from_millis(300))).unwrap();
+    let end = vm
+        .pump_console_to(&mut out, Some(Duration::from_millis(300)))
+        .unwrap();
     assert_eq!(end, PumpEnd::TimedOut);
     assert!(String::from_utf8_lossy(&out).contains(MARKER));
 
-    let timeout = vm.wait_for_text("never printed", Duration::from_millis(200)).unwrap_err();
+    let timeout = vm
+        .wait_for_text("never printed", Duration::from_millis(200))
+        .unwrap_err();
     assert!(matches!(timeout, VmError::Timeout { .. }), "{timeout}");
-    assert!(timeout.to_string().contains(MARKER), "the error quotes the console: {timeout}");
+    assert!(
+        timeout.to_string().contains(MARKER),
+        "the error quotes the console: {timeout}"
+    );
 
     let status = vm.kill().unwrap();
     use std::os::unix::process::ExitStatusExt;
@@ -84,7 +100,10 @@ fn qemu_that_rejects_its_arguments_reports_its_stderr() {
     let mut config = direct_config("bad-args", "poweroff");
     config.extra_args = vec!["-no-such-option".into()];
     let err = Vm::start(&config).unwrap_err();
-    let VmError::ExitedEarly { stderr, command, .. } = &err else {
+    let VmError::ExitedEarly {
+        stderr, command, ..
+    } = &err
+    else {
         panic!("expected ExitedEarly, got {err}");
     };
     assert!(stderr.contains("-no-such-option"), "{stderr}");
@@ -116,5 +135,8 @@ fn missing_qemu_and_firmware_are_named() {
         ..HostPaths::default()
     };
     let err = Vm::start(&config).unwrap_err();
-    assert!(err.to_string().contains("/nonexistent/OVMF_CODE_4M.fd"), "{err}");
+    assert!(
+        err.to_string().contains("/nonexistent/OVMF_CODE_4M.fd"),
+        "{err}"
+    );
 }

@@ -46,7 +46,11 @@ fn boot_and_write(config: &VmConfig) {
     );
     assert!(vm.wait_exit(BOOT_TIMEOUT).unwrap().success());
     // The guest waited for /dev/nvme0n1 at most 100 times 0.1 s.
-    assert!(!wrote.text.ends_with(" 100"), "the NVMe disk never appeared: {}", wrote.text);
+    assert!(
+        !wrote.text.ends_with(" 100"),
+        "the NVMe disk never appeared: {}",
+        wrote.text
+    );
 }
 
 fn written(path: &Path) -> bool {
@@ -60,7 +64,10 @@ fn snapshot_boot_leaves_the_disk_untouched() {
     let disk = writing_disk(dir.path());
     let before = std::fs::read(&disk).unwrap();
     boot_and_write(&config("uefi-snapshot", &disk, DiskWrites::Snapshot, None));
-    assert!(std::fs::read(&disk).unwrap() == before, "snapshot mode changed the disk");
+    assert!(
+        std::fs::read(&disk).unwrap() == before,
+        "snapshot mode changed the disk"
+    );
 }
 
 #[test]
@@ -87,7 +94,10 @@ fn overlay_keeps_the_writes_and_the_base_untouched() {
         DiskWrites::Overlay(overlay.clone()),
         Some(vars.clone()),
     ));
-    assert!(std::fs::read(&base).unwrap() == before, "overlay mode changed the base");
+    assert!(
+        std::fs::read(&base).unwrap() == before,
+        "overlay mode changed the base"
+    );
     assert!(vars.is_file(), "the kept UEFI variable store was created");
 
     // The guest's write is visible through the overlay.
@@ -99,7 +109,10 @@ fn overlay_keeps_the_writes_and_the_base_untouched() {
         .status()
         .unwrap();
     assert!(status.success());
-    assert!(written(&flat), "the overlay does not hold the guest's write");
+    assert!(
+        written(&flat),
+        "the overlay does not hold the guest's write"
+    );
 }
 
 #[test]

@@ -56,7 +56,8 @@ pub fn build(inputs: &Inputs, dirs: &Dirs, out: &Path, progress: &mut Progress) 
     progress.step("erofs root with dm-verity hash tree");
     let root_img = work.join("root.img");
     let fs_uuid = Guid::derive("cairn-root-fs", &[seed.as_bytes()]).to_string();
-    let salt = manifest::hex(Guid::derive("cairn-verity-salt", &[seed.as_bytes()]).as_bytes()).repeat(2);
+    let salt =
+        manifest::hex(Guid::derive("cairn-verity-salt", &[seed.as_bytes()]).as_bytes()).repeat(2);
     let verity = rootimg::build(&tree, &root_img, epoch, &fs_uuid, &salt)?;
     let root_content = std::fs::metadata(&root_img)?.len();
     let root_size = u64::from(inputs.profile.disk.root_mib) * MIB;
@@ -68,7 +69,11 @@ pub fn build(inputs: &Inputs, dirs: &Dirs, out: &Path, progress: &mut Progress) 
             inputs.profile.disk.root_mib
         );
     }
-    progress.note(&format!("root {} KiB, verity root hash {}", verity.hash_offset / 1024, verity.root_hash));
+    progress.note(&format!(
+        "root {} KiB, verity root hash {}",
+        verity.hash_offset / 1024,
+        verity.root_hash
+    ));
 
     progress.step("initramfs and kernel modules");
     let module_names: Vec<String> = inputs
@@ -123,7 +128,7 @@ pub fn build(inputs: &Inputs, dirs: &Dirs, out: &Path, progress: &mut Progress) 
             "loader/loader.conf",
             b"timeout 0\neditor no\nconsole-mode keep\n".to_vec(),
         ),
-        fat::FatFile::from_path(&format!("EFI/Linux/cairn-{version}.efi"), &uki_path),
+        fat::FatFile::from_path(format!("EFI/Linux/cairn-{version}.efi"), &uki_path),
     ];
     fat::build_fat(
         &work.join("esp.img"),
@@ -147,11 +152,20 @@ pub fn build(inputs: &Inputs, dirs: &Dirs, out: &Path, progress: &mut Progress) 
     std::fs::copy(&pxe_initrd_path, pxe_dir.join("initrd"))?;
     std::fs::write(
         pxe_dir.join("boot.ipxe"),
-        format!("#!ipxe\necho cairn {version} ({} on {})\nkernel vmlinuz {pxe_cmdline}\ninitrd initrd\nboot\n", inputs.role, inputs.profile.name),
+        format!(
+            "#!ipxe\necho cairn {version} ({} on {})\nkernel vmlinuz {pxe_cmdline}\ninitrd initrd\nboot\n",
+            inputs.role, inputs.profile.name
+        ),
     )?;
 
     progress.step("manifest.json and SBOM");
-    let names = ["disk.img", "disk.qcow2", "pxe/vmlinuz", "pxe/initrd", "pxe/boot.ipxe"];
+    let names = [
+        "disk.img",
+        "disk.qcow2",
+        "pxe/vmlinuz",
+        "pxe/initrd",
+        "pxe/boot.ipxe",
+    ];
     let m = Manifest {
         manifest_version: 1,
         version: version.clone(),
@@ -182,7 +196,10 @@ pub fn build(inputs: &Inputs, dirs: &Dirs, out: &Path, progress: &mut Progress) 
         artifacts: manifest::artifacts(out, &names)?,
         packages: sysroot.packages.clone(),
     };
-    std::fs::write(out.join("manifest.json"), serde_json::to_string_pretty(&m)? + "\n")?;
+    std::fs::write(
+        out.join("manifest.json"),
+        serde_json::to_string_pretty(&m)? + "\n",
+    )?;
     std::fs::write(
         out.join("sbom.cdx.json"),
         serde_json::to_string_pretty(&manifest::cyclonedx(&m))? + "\n",
@@ -207,16 +224,26 @@ fn summary(m: &Manifest, verity: &Verity) -> String {
     )
 }
 
-fn fetch_and_extract(inputs: &Inputs, dirs: &Dirs, work: &Path, progress: &Progress) -> Result<Sysroot> {
+fn fetch_and_extract(
+    inputs: &Inputs,
+    dirs: &Dirs,
+    work: &Path,
+    progress: &Progress,
+) -> Result<Sysroot> {
     let apt = Apt::new(dirs.cache().join("debs"));
     let show = |p: AptProgress| match p {
-        AptProgress::UpdatingLists => progress.note("apt has no package lists: running apt-get update"),
-        AptProgress::Fetching { package, done, total } => {
-            progress.detail(&format!("downloading {package:<30}"), done, total)
+        AptProgress::UpdatingLists => {
+            progress.note("apt has no package lists: running apt-get update")
         }
-        AptProgress::Finished { fetched, bytes } => {
-            progress.note(&format!("{fetched} downloaded ({:.1} MiB)", bytes as f64 / MIB as f64))
-        }
+        AptProgress::Fetching {
+            package,
+            done,
+            total,
+        } => progress.detail(&format!("downloading {package:<30}"), done, total),
+        AptProgress::Finished { fetched, bytes } => progress.note(&format!(
+            "{fetched} downloaded ({:.1} MiB)",
+            bytes as f64 / MIB as f64
+        )),
         _ => {}
     };
     let kspec = PackageSpec {
@@ -252,11 +279,20 @@ fn fetch_and_extract(inputs: &Inputs, dirs: &Dirs, work: &Path, progress: &Progr
     packages.dedup();
     progress.note(&format!("{} packages", packages.len()));
     let kernel = kernel::find_kernel(&dir, &inputs.profile.kernel.package)?;
-    Ok(Sysroot { dir, kernel, packages })
+    Ok(Sysroot {
+        dir,
+        kernel,
+        packages,
+    })
 }
 
 /// Fills the root tree; returns (files, executables).
-fn root_tree(inputs: &Inputs, box_bin: &Path, sysroot: &Sysroot, tree: &Path) -> Result<(usize, usize)> {
+fn root_tree(
+    inputs: &Inputs,
+    box_bin: &Path,
+    sysroot: &Sysroot,
+    tree: &Path,
+) -> Result<(usize, usize)> {
     let services: String = inputs
         .roles
         .iter()
@@ -267,7 +303,11 @@ fn root_tree(inputs: &Inputs, box_bin: &Path, sysroot: &Sysroot, tree: &Path) ->
     rootfs::install(&box_bin.join("cairn-init"), tree, "sbin/init", 0o755)?;
     rootfs::install(&box_bin.join("cairnctl"), tree, "usr/bin/cairnctl", 0o755)?;
     // Role programs and their libraries, taken from the extracted packages.
-    let binaries: Vec<&PathBuf> = inputs.roles.iter().flat_map(|r| r.binaries.iter()).collect();
+    let binaries: Vec<&PathBuf> = inputs
+        .roles
+        .iter()
+        .flat_map(|r| r.binaries.iter())
+        .collect();
     if !binaries.is_empty() {
         let closure = elf::library_closure(&sysroot.dir, &binaries)?;
         for f in &closure.files {
@@ -291,7 +331,10 @@ fn root_tree(inputs: &Inputs, box_bin: &Path, sysroot: &Sysroot, tree: &Path) ->
     for f in inputs.roles.iter().flat_map(|r| r.files.iter()) {
         let src = cairn_debian::rootpath::host_path(&sysroot.dir, f);
         if !src.exists() {
-            bail!("role file {} is in none of the role's packages", f.display());
+            bail!(
+                "role file {} is in none of the role's packages",
+                f.display()
+            );
         }
         rootfs::install(&src, tree, &f.to_string_lossy(), 0o644)?;
     }
@@ -304,14 +347,22 @@ fn root_tree(inputs: &Inputs, box_bin: &Path, sysroot: &Sysroot, tree: &Path) ->
         .filter(|p| {
             let full = tree.join(p);
             std::fs::symlink_metadata(&full)
-                .map(|m| m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0)
+                .map(|m| {
+                    m.is_file()
+                        && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+                })
                 .unwrap_or(false)
         })
         .count();
     Ok((files.len(), executables))
 }
 
-fn initramfs(box_bin: &Path, kernel: &kernel::Kernel, plan: &kmod::ModulePlan, epoch: u64) -> Result<cpio::Archive> {
+fn initramfs(
+    box_bin: &Path,
+    kernel: &kernel::Kernel,
+    plan: &kmod::ModulePlan,
+    epoch: u64,
+) -> Result<cpio::Archive> {
     let mut a = cpio::Archive::new(epoch as u32);
     for d in ["dev", "proc", "sys", "run", "newroot", "tmp"] {
         a.add_dir(d, 0o755)?;
@@ -338,9 +389,17 @@ fn partitions(inputs: &Inputs, work: &Path, root_img: &Path) -> Vec<gpt::Partiti
     vec![
         gpt::Partition::new("esp", gpt::EFI_SYSTEM_PARTITION, u64::from(d.esp_mib) * MIB)
             .with_content(work.join("esp.img")),
-        gpt::Partition::new("root-a", gpt::LINUX_ROOT_X86_64, u64::from(d.root_mib) * MIB)
-            .with_content(root_img.to_path_buf()),
-        gpt::Partition::new("root-b", gpt::LINUX_ROOT_X86_64, u64::from(d.root_mib) * MIB),
+        gpt::Partition::new(
+            "root-a",
+            gpt::LINUX_ROOT_X86_64,
+            u64::from(d.root_mib) * MIB,
+        )
+        .with_content(root_img.to_path_buf()),
+        gpt::Partition::new(
+            "root-b",
+            gpt::LINUX_ROOT_X86_64,
+            u64::from(d.root_mib) * MIB,
+        ),
         gpt::Partition::new("data", gpt::LINUX_DATA, u64::from(d.data_mib) * MIB),
     ]
 }
@@ -359,7 +418,10 @@ fn qcow2(raw: &Path, out: &Path) -> Result<()> {
         .output()
         .context("running qemu-img (qemu-utils; run `cargo xtask setup`)")?;
     if !o.status.success() {
-        bail!("qemu-img convert failed: {}", String::from_utf8_lossy(&o.stderr).trim());
+        bail!(
+            "qemu-img convert failed: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
     }
     Ok(())
 }

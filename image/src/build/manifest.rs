@@ -109,7 +109,9 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f.read(&mut buf).with_context(|| format!("{}", path.display()))?;
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("{}", path.display()))?;
         if n == 0 {
             break;
         }
@@ -131,7 +133,9 @@ pub fn artifacts(dir: &Path, names: &[&str]) -> Result<Vec<Artifact>> {
             let p = dir.join(n);
             Ok(Artifact {
                 path: (*n).to_owned(),
-                size: std::fs::metadata(&p).with_context(|| format!("{}", p.display()))?.len(),
+                size: std::fs::metadata(&p)
+                    .with_context(|| format!("{}", p.display()))?
+                    .len(),
                 sha256: sha256_file(&p)?,
             })
         })

@@ -154,7 +154,8 @@ pub fn run(req: &Request, style: Style) -> Result<()> {
         keep: false,
     };
     let _ = std::fs::remove_dir_all(&tmp.path);
-    std::fs::create_dir_all(&tmp.path).with_context(|| format!("creating {}", tmp.path.display()))?;
+    std::fs::create_dir_all(&tmp.path)
+        .with_context(|| format!("creating {}", tmp.path.display()))?;
     let mut progress = Progress::new(style, artifacts::STEPS);
     let summary = artifacts::build(&inputs, &req.dirs, &tmp.path, &mut progress)?;
     if out.exists() {
@@ -164,7 +165,10 @@ pub fn run(req: &Request, style: Style) -> Result<()> {
         .with_context(|| format!("moving the build to {}", out.display()))?;
     tmp.keep = true;
     match style {
-        Style::Json => println!("{}", serde_json::json!({"event": "done", "out": out, "summary": summary})),
+        Style::Json => println!(
+            "{}",
+            serde_json::json!({"event": "done", "out": out, "summary": summary})
+        ),
         Style::Human => eprintln!(
             "built {} ({} for {}) in {:.1} s: {}",
             out.display(),

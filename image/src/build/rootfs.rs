@@ -12,8 +12,18 @@ use super::{Dirs, Inputs, source_root};
 
 /// Directories every root has (mount points and the config directory).
 const DIRS: &[&str] = &[
-    "dev", "etc/cairn", "newroot", "proc", "run", "sys", "tmp", "var", "usr/bin", "usr/sbin",
-    "usr/lib", "root",
+    "dev",
+    "etc/cairn",
+    "newroot",
+    "proc",
+    "run",
+    "sys",
+    "tmp",
+    "var",
+    "usr/bin",
+    "usr/sbin",
+    "usr/lib",
+    "root",
 ];
 
 /// Builds the static box binaries (cairn-init, cairnctl) from the source tree,
@@ -50,7 +60,8 @@ pub fn install(src: &Path, tree: &Path, dst: &str, mode: u32) -> Result<()> {
     if let Some(p) = to.parent() {
         std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
     }
-    std::fs::copy(src, &to).with_context(|| format!("copying {} to {}", src.display(), to.display()))?;
+    std::fs::copy(src, &to)
+        .with_context(|| format!("copying {} to {}", src.display(), to.display()))?;
     std::fs::set_permissions(&to, std::fs::Permissions::from_mode(mode))
         .with_context(|| format!("chmod {}", to.display()))?;
     Ok(())
@@ -74,7 +85,12 @@ pub fn config_files(inputs: &Inputs, tree: &Path, services: &str) -> Result<()> 
     for d in DIRS {
         std::fs::create_dir_all(tree.join(d)).with_context(|| format!("creating {d}"))?;
     }
-    write(tree, "etc/passwd", "root:x:0:0:root:/root:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n", 0o644)?;
+    write(
+        tree,
+        "etc/passwd",
+        "root:x:0:0:root:/root:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+        0o644,
+    )?;
     write(tree, "etc/group", "root:x:0:\nnogroup:x:65534:\n", 0o644)?;
     let version = &inputs.site.image.version;
     write(
@@ -82,8 +98,7 @@ pub fn config_files(inputs: &Inputs, tree: &Path, services: &str) -> Result<()> 
         "etc/os-release",
         &format!(
             "NAME=cairn\nID=cairn\nPRETTY_NAME=\"cairn {version} ({} role)\"\nVERSION_ID={version}\nIMAGE_ID=cairn-{}\nIMAGE_VERSION={version}\n",
-            inputs.role,
-            inputs.role
+            inputs.role, inputs.role
         ),
         0o644,
     )?;

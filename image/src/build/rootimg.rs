@@ -33,9 +33,12 @@ impl Verity {
 }
 
 fn run(cmd: &mut Command, what: &str) -> Result<String> {
-    let out = cmd
-        .output()
-        .with_context(|| format!("{what}: cannot run {:?} (run `cargo xtask setup`)", cmd.get_program()))?;
+    let out = cmd.output().with_context(|| {
+        format!(
+            "{what}: cannot run {:?} (run `cargo xtask setup`)",
+            cmd.get_program()
+        )
+    })?;
     if !out.status.success() {
         bail!(
             "{what} failed ({}): {}",
@@ -121,7 +124,11 @@ mod tests {
         std::fs::write(tree.join("etc/hello"), "hello\n").unwrap();
         let vb = build(&tree, &b, 1_767_225_600, uuid, &salt).unwrap();
         assert_eq!(va, vb);
-        assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap(), "byte-identical");
+        assert_eq!(
+            std::fs::read(&a).unwrap(),
+            std::fs::read(&b).unwrap(),
+            "byte-identical"
+        );
         assert_eq!(va.hash_offset % BLOCK, 0);
         // veritysetup verify agrees with the root hash.
         let ok = Command::new("veritysetup")

@@ -15,14 +15,17 @@ impl FromStr for Mac {
     fn from_str(s: &str) -> Result<Self, String> {
         let parts: Vec<&str> = s.split([':', '-']).collect();
         if parts.len() != 6 {
-            return Err(format!("{s:?} is not a MAC address (six hex bytes like 52:54:00:12:34:56)"));
+            return Err(format!(
+                "{s:?} is not a MAC address (six hex bytes like 52:54:00:12:34:56)"
+            ));
         }
         let mut b = [0u8; 6];
         for (i, p) in parts.iter().enumerate() {
             if p.len() != 2 {
                 return Err(format!("{s:?} is not a MAC address (byte {p:?})"));
             }
-            b[i] = u8::from_str_radix(p, 16).map_err(|_| format!("{s:?} is not a MAC address (byte {p:?})"))?;
+            b[i] = u8::from_str_radix(p, 16)
+                .map_err(|_| format!("{s:?} is not a MAC address (byte {p:?})"))?;
         }
         if b[0] & 1 == 1 {
             return Err(format!("{s:?} is a multicast address, not a NIC's MAC"));
@@ -72,11 +75,15 @@ impl IfAddr {
     pub fn contains(&self, other: IpAddr) -> bool {
         match (self.addr, other) {
             (IpAddr::V4(a), IpAddr::V4(b)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(a) & mask == u32::from(b) & mask
             }
             (IpAddr::V6(a), IpAddr::V6(b)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u128::from(a) & mask == u128::from(b) & mask
             }
             _ => false,
@@ -90,8 +97,12 @@ impl FromStr for IfAddr {
         let (a, p) = s
             .split_once('/')
             .ok_or_else(|| format!("{s:?} needs a prefix length, like 192.0.2.11/24"))?;
-        let addr: IpAddr = a.parse().map_err(|_| format!("{a:?} is not an IP address"))?;
-        let prefix: u8 = p.parse().map_err(|_| format!("{p:?} is not a prefix length"))?;
+        let addr: IpAddr = a
+            .parse()
+            .map_err(|_| format!("{a:?} is not an IP address"))?;
+        let prefix: u8 = p
+            .parse()
+            .map_err(|_| format!("{p:?} is not a prefix length"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         if prefix > max {
             return Err(format!("prefix /{prefix} is longer than {max}"));
@@ -128,7 +139,12 @@ mod tests {
         let m: Mac = "52:54:00:AB:cd:01".parse().unwrap();
         assert_eq!(m.to_string(), "52:54:00:ab:cd:01");
         assert!("52:54:00:ab:cd".parse::<Mac>().is_err());
-        assert!("01:00:5e:00:00:01".parse::<Mac>().unwrap_err().contains("multicast"));
+        assert!(
+            "01:00:5e:00:00:01"
+                .parse::<Mac>()
+                .unwrap_err()
+                .contains("multicast")
+        );
         assert!("52:54:00:ab:cd:zz".parse::<Mac>().is_err());
     }
 

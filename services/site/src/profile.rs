@@ -61,25 +61,42 @@ pub fn load_profile(dir: &Path, name: &str) -> Result<Profile, FileErrors> {
             .into_iter()
             .flatten()
             .flatten()
-            .filter_map(|e| e.file_name().to_str()?.strip_suffix(".toml").map(str::to_owned))
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()?
+                    .strip_suffix(".toml")
+                    .map(str::to_owned)
+            })
             .collect();
         known.sort();
         return Err(single(
             dir,
             "",
-            format!("unknown hardware profile {name:?} (known: {})", known.join(", ")),
+            format!(
+                "unknown hardware profile {name:?} (known: {})",
+                known.join(", ")
+            ),
         ));
     }
     let p: Profile = from_toml(&read(&path)?, &path)?;
     let mut c = Collector::new(&path);
     if p.name != name {
-        c.add("name", format!("{:?} does not match the file name {name:?}", p.name));
+        c.add(
+            "name",
+            format!("{:?} does not match the file name {name:?}", p.name),
+        );
     }
     if p.kernel.modules.is_empty() {
-        c.add("kernel.modules", "no modules: the initramfs could not mount the root filesystem");
+        c.add(
+            "kernel.modules",
+            "no modules: the initramfs could not mount the root filesystem",
+        );
     }
     if p.disk.esp_mib < 32 {
-        c.add("disk.esp_mib", "the ESP needs at least 32 MiB (FAT32, systemd-boot and two UKIs)");
+        c.add(
+            "disk.esp_mib",
+            "the ESP needs at least 32 MiB (FAT32, systemd-boot and two UKIs)",
+        );
     }
     if p.disk.root_mib < 16 || p.disk.data_mib < 16 {
         c.add("disk", "root and data partitions need at least 16 MiB each");
@@ -112,8 +129,13 @@ data_mib = 64
         std::fs::write(dir.path().join("qemu-x86_64.toml"), P).unwrap();
         let p = load_profile(dir.path(), "qemu-x86_64").unwrap();
         assert_eq!(p.kernel.modules.len(), 3);
-        let e = load_profile(dir.path(), "raspberry").unwrap_err().to_string();
-        assert!(e.contains("unknown hardware profile \"raspberry\" (known: qemu-x86_64)"), "{e}");
+        let e = load_profile(dir.path(), "raspberry")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unknown hardware profile \"raspberry\" (known: qemu-x86_64)"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -121,7 +143,10 @@ data_mib = 64
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("x.toml"),
-            P.replace("esp_mib = 64", "esp_mib = 8").replace("modules = [\"virtio_blk\", \"erofs\", \"dm_verity\"]", "modules = []"),
+            P.replace("esp_mib = 64", "esp_mib = 8").replace(
+                "modules = [\"virtio_blk\", \"erofs\", \"dm_verity\"]",
+                "modules = []",
+            ),
         )
         .unwrap();
         let e = load_profile(dir.path(), "x").unwrap_err().to_string();

@@ -242,13 +242,17 @@ pub fn parse_site(text: &str, file: &Path) -> Result<Site, FileErrors> {
 fn check_label(c: &mut Collector, field: &str, name: &str) {
     let ok = !name.is_empty()
         && name.len() <= 63
-        && name.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
+        && name
+            .chars()
+            .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
         && !name.starts_with('-')
         && !name.ends_with('-');
     if !ok {
         c.add(
             field,
-            format!("{name:?} is not a valid name (lower-case letters, digits and '-', at most 63)"),
+            format!(
+                "{name:?} is not a valid name (lower-case letters, digits and '-', at most 63)"
+            ),
         );
     }
 }
@@ -263,7 +267,13 @@ impl Site {
                 .chars()
                 .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '-' | '_'))
         {
-            c.add("image.version", format!("{:?} is not a version (letters, digits, '.', '-', '_')", self.image.version));
+            c.add(
+                "image.version",
+                format!(
+                    "{:?} is not a version (letters, digits, '.', '-', '_')",
+                    self.image.version
+                ),
+            );
         }
         if self.nodes.is_empty() {
             c.add("node", "the site has no nodes");
@@ -275,18 +285,30 @@ impl Site {
             let f = |k: &str| format!("node[{i}].{k}");
             check_label(c, &f("name"), &n.name);
             if let Some(&j) = names.get(n.name.as_str()) {
-                c.add(f("name"), format!("node name {:?} is used twice (also node[{j}])", n.name));
+                c.add(
+                    f("name"),
+                    format!("node name {:?} is used twice (also node[{j}])", n.name),
+                );
             } else {
                 names.insert(&n.name, i);
             }
             match n.mac {
-                None if !n.external => c.add(f("mac"), format!("node {:?} needs a MAC address (how the box finds itself at boot)", n.name)),
+                None if !n.external => c.add(
+                    f("mac"),
+                    format!(
+                        "node {:?} needs a MAC address (how the box finds itself at boot)",
+                        n.name
+                    ),
+                ),
                 None => {}
                 Some(m) => {
                     if let Some(&j) = macs.get(&m) {
                         c.add(
                             f("mac"),
-                            format!("MAC {m} of node {:?} is also the MAC of node {:?}", n.name, self.nodes[j].name),
+                            format!(
+                                "MAC {m} of node {:?} is also the MAC of node {:?}",
+                                n.name, self.nodes[j].name
+                            ),
                         );
                     } else {
                         macs.insert(m, i);
@@ -297,15 +319,21 @@ impl Site {
                 if let Some(&j) = addrs.get(&a.addr) {
                     c.add(
                         f("addresses"),
-                        format!("address {} of node {:?} is also on node {:?}", a.addr, n.name, self.nodes[j].name),
+                        format!(
+                            "address {} of node {:?} is also on node {:?}",
+                            a.addr, n.name, self.nodes[j].name
+                        ),
                     );
                 } else {
                     addrs.insert(a.addr, i);
                 }
             }
             if let Some(gw) = self.network.gateway {
-                let same_family: Vec<&IfAddr> =
-                    n.addresses.iter().filter(|a| a.addr.is_ipv4() == gw.is_ipv4()).collect();
+                let same_family: Vec<&IfAddr> = n
+                    .addresses
+                    .iter()
+                    .filter(|a| a.addr.is_ipv4() == gw.is_ipv4())
+                    .collect();
                 if !same_family.is_empty() && !same_family.iter().any(|a| a.contains(gw)) {
                     c.add(
                         "network.gateway",
@@ -314,11 +342,18 @@ impl Site {
                 }
             }
             match (n.role, n.priority) {
-                (Role::Lb, Some(p)) if p == 0 || p == 255 => {
-                    c.add(f("priority"), "must be between 1 and 254 (0 and 255 are reserved by VRRP)")
-                }
+                (Role::Lb, Some(p)) if p == 0 || p == 255 => c.add(
+                    f("priority"),
+                    "must be between 1 and 254 (0 and 255 are reserved by VRRP)",
+                ),
                 (Role::Lb, _) | (_, None) => {}
-                (_, Some(_)) => c.add(f("priority"), format!("only load balancers have a priority; node {:?} is {}", n.name, n.role)),
+                (_, Some(_)) => c.add(
+                    f("priority"),
+                    format!(
+                        "only load balancers have a priority; node {:?} is {}",
+                        n.name, n.role
+                    ),
+                ),
             }
         }
         let has_lb = self.nodes.iter().any(|n| n.role == Role::Lb && !n.external);
@@ -343,7 +378,9 @@ impl Site {
 
     /// Nodes booted as cairn boxes of a role.
     pub fn boxes_with_role(&self, role: Role) -> impl Iterator<Item = &Node> {
-        self.nodes.iter().filter(move |n| n.role == role && !n.external)
+        self.nodes
+            .iter()
+            .filter(move |n| n.role == role && !n.external)
     }
 }
 
@@ -356,16 +393,25 @@ impl LbSection {
             c.add("lb.vips", "at least one virtual IP is needed");
         }
         if !(10..=40_950).contains(&self.advert_interval_ms) {
-            c.add("lb.advert_interval_ms", "must be between 10 and 40950 (VRRPv3 centiseconds, 12 bits)");
+            c.add(
+                "lb.advert_interval_ms",
+                "must be between 10 and 40950 (VRRPv3 centiseconds, 12 bits)",
+            );
         }
         let mut ports = HashMap::new();
         for (i, fe) in self.frontends.iter().enumerate() {
             check_label(c, &format!("lb.frontend[{i}].name"), &fe.name);
             if let Some(j) = ports.insert(fe.port, i) {
-                c.add(format!("lb.frontend[{i}].port"), format!("port {} is also used by lb.frontend[{j}]", fe.port));
+                c.add(
+                    format!("lb.frontend[{i}].port"),
+                    format!("port {} is also used by lb.frontend[{j}]", fe.port),
+                );
             }
             if fe.backends.is_empty() {
-                c.add(format!("lb.frontend[{i}].backend"), "a frontend needs at least one backend");
+                c.add(
+                    format!("lb.frontend[{i}].backend"),
+                    "a frontend needs at least one backend",
+                );
             }
             for (k, b) in fe.backends.iter().enumerate() {
                 check_label(c, &format!("lb.frontend[{i}].backend[{k}].name"), &b.name);
@@ -435,10 +481,18 @@ address = "192.0.2.21:8080"
         assert_eq!(s.image.version, "0.1.0");
         let m: Mac = "52:54:00:00:00:12".parse().unwrap();
         let other: Mac = "52:54:00:99:99:99".parse().unwrap();
-        assert_eq!(s.node_by_mac(&[other, m]).map(|n| n.name.as_str()), Some("lb2"));
+        assert_eq!(
+            s.node_by_mac(&[other, m]).map(|n| n.name.as_str()),
+            Some("lb2")
+        );
         assert!(s.node_by_mac(&[other]).is_none());
         assert_eq!(s.boxes_with_role(Role::Lb).count(), 2);
-        assert_eq!(s.lb.as_ref().unwrap().frontends[0].backends[0].address.port(), 8080);
+        assert_eq!(
+            s.lb.as_ref().unwrap().frontends[0].backends[0]
+                .address
+                .port(),
+            8080
+        );
     }
 
     #[test]
@@ -455,11 +509,23 @@ address = "192.0.2.21:8080"
     #[test]
     fn unknown_keys_and_bad_values_name_the_field() {
         let e = errs(&GOOD.replace("priority = 100", "priority = 100\nprio = 1"));
-        assert!(e[0].contains("field `node[1].prio`") && e[0].contains("unknown field `prio`"), "{e:?}");
-        let e = errs(&GOOD.replace("role = \"lb\"\nmac = \"52:54:00:00:00:12\"", "role = \"db\"\nmac = \"52:54:00:00:00:12\""));
-        assert!(e[0].contains("field `node[1].role`") && e[0].contains("unknown role \"db\""), "{e:?}");
+        assert!(
+            e[0].contains("field `node[1].prio`") && e[0].contains("unknown field `prio`"),
+            "{e:?}"
+        );
+        let e = errs(&GOOD.replace(
+            "role = \"lb\"\nmac = \"52:54:00:00:00:12\"",
+            "role = \"db\"\nmac = \"52:54:00:00:00:12\"",
+        ));
+        assert!(
+            e[0].contains("field `node[1].role`") && e[0].contains("unknown role \"db\""),
+            "{e:?}"
+        );
         let e = errs(&GOOD.replace("52:54:00:00:00:12", "52:54:00:00:12"));
-        assert!(e[0].contains("field `node[1].mac`") && e[0].contains("not a MAC"), "{e:?}");
+        assert!(
+            e[0].contains("field `node[1].mac`") && e[0].contains("not a MAC"),
+            "{e:?}"
+        );
         let e = errs("[cluster]\nname = \"x\"\n[[node]]\nname = \"a\"\n");
         assert!(e[0].contains("missing field `role`"), "{e:?}");
     }
@@ -471,8 +537,16 @@ address = "192.0.2.21:8080"
             .replace("192.0.2.12/24", "198.51.100.12/24")
             .replace("vrid = 51", "vrid = 0");
         let e = errs(&t);
-        assert!(e.iter().any(|m| m.contains("node[1].name") && m.contains("used twice")), "{e:?}");
-        assert!(e.iter().any(|m| m.contains("network.gateway") && m.contains("outside")), "{e:?}");
+        assert!(
+            e.iter()
+                .any(|m| m.contains("node[1].name") && m.contains("used twice")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|m| m.contains("network.gateway") && m.contains("outside")),
+            "{e:?}"
+        );
         assert!(e.iter().any(|m| m.contains("lb.vrid")), "{e:?}");
     }
 
@@ -481,13 +555,20 @@ address = "192.0.2.21:8080"
         let t = GOOD.split("[lb]").next().unwrap_or_default().to_owned();
         assert!(errs(&t).iter().any(|m| m.contains("field `lb`")));
         let t = GOOD.replace("mac = \"52:54:00:00:00:11\"\n", "");
-        assert!(errs(&t).iter().any(|m| m.contains("node[0].mac") && m.contains("needs a MAC")));
+        assert!(
+            errs(&t)
+                .iter()
+                .any(|m| m.contains("node[0].mac") && m.contains("needs a MAC"))
+        );
     }
 
     #[test]
     fn syntax_errors_give_the_line() {
         let e = errs("[cluster\nname = 1\n");
-        assert!(e[0].starts_with("site.toml: ") && e[0].contains("line 1"), "{e:?}");
+        assert!(
+            e[0].starts_with("site.toml: ") && e[0].contains("line 1"),
+            "{e:?}"
+        );
     }
 }
 

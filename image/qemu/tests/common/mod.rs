@@ -38,7 +38,13 @@ pub struct Fixtures {
 pub fn fixtures() -> &'static Fixtures {
     static FIXTURES: OnceLock<Fixtures> = OnceLock::new();
     FIXTURES.get_or_init(|| {
-        require_tools(&["qemu-system-x86_64", "qemu-img", "cpio", "dpkg-deb", "apt-get"]);
+        require_tools(&[
+            "qemu-system-x86_64",
+            "qemu-img",
+            "cpio",
+            "dpkg-deb",
+            "apt-get",
+        ]);
         let dir = fixture_dir();
         Fixtures {
             kernel: kernel(&dir),
@@ -268,7 +274,12 @@ pub fn fat_boot_disk(path: &Path, efi: &Path) {
     {
         let fs = fatfs::FileSystem::new(&mut disk, fatfs::FsOptions::new()).unwrap();
         {
-            let boot = fs.root_dir().create_dir("EFI").unwrap().create_dir("BOOT").unwrap();
+            let boot = fs
+                .root_dir()
+                .create_dir("EFI")
+                .unwrap()
+                .create_dir("BOOT")
+                .unwrap();
             let mut file = boot.create_file("BOOTX64.EFI").unwrap();
             file.write_all(&payload).unwrap();
             file.flush().unwrap();
