@@ -191,9 +191,25 @@ pub fn format(mke2fs: &Path, device: &Path) -> Result<(), DatapartError> {
         path: device.to_owned(),
         reason,
     };
-    let out = Command::new(mke2fs)
-        .args(["-t", "ext4", "-L", LABEL, "-q"])
-        .args(["-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard"])
+    // mke2fs asks getrandom(2) for its UUID and hash seed, which blocks until
+    // the kernel's CRNG is ready: seconds on a fresh VM without a hardware RNG.
+    // The kernel hands out UUIDs without blocking, so pass both in.
+    let kernel_uuid = || {
+        std::fs::read_to_string("/proc/sys/kernel/random/uuid")
+            .ok()
+            .map(|u| u.trim().to_owned())
+            .filter(|u| u.len() == 36)
+    };
+    let mut extended = "lazy_itable_init=1,lazy_journal_init=1,nodiscard".to_owned();
+    let mut cmd = Command::new(mke2fs);
+    cmd.args(["-t", "ext4", "-L", LABEL, "-q"]);
+    if let (Some(uuid), Some(seed)) = (kernel_uuid(), kernel_uuid()) {
+        cmd.args(["-U", &uuid]);
+        extended.push_str(",hash_seed=");
+        extended.push_str(&seed);
+    }
+    let out = cmd
+        .args(["-E", &extended])
         .arg(device)
         .output()
         .map_err(|e| fail(e.to_string()))?;

@@ -243,21 +243,31 @@ fn run_probe(
         })
     });
 
-    let code = loop {
+    let end = loop {
         match child.try_wait() {
-            Ok(Some(status)) => break status.code(),
+            Ok(Some(status)) => {
+                use std::os::unix::process::ExitStatusExt;
+                break match (status.code(), status.signal()) {
+                    (Some(code), _) => ProbeEnd::Exit(code),
+                    (None, signal) => ProbeEnd::Signal(signal.unwrap_or(0)),
+                };
+            }
             Ok(None) => {}
-            Err(_) => break None,
+            Err(_) => break ProbeEnd::TimedOut,
         }
-        let gave_up = stderr
+        let internal_error = stderr
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .contains("internal error");
-        if gave_up || started.elapsed() >= timeout {
+        if internal_error || started.elapsed() >= timeout {
             // Kill errors only mean it exited meanwhile; wait() reaps it either way.
             let _ = child.kill();
             let _ = child.wait();
-            break None;
+            break if internal_error {
+                ProbeEnd::InternalError
+            } else {
+                ProbeEnd::TimedOut
+            };
         }
         std::thread::sleep(Duration::from_millis(10));
     };
@@ -270,28 +280,39 @@ fn run_probe(
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
-    probe_verdict(code, &stderr, timeout)
+    probe_verdict(end, &stderr, timeout)
         .map(|()| took)
         .map_err(|reason| ProbeError::Failed { accel, reason })
 }
 
-/// Judges a probe run from QEMU's exit code (`None`: killed by the probe after
-/// an internal error or the timeout) and its stderr.
-fn probe_verdict(code: Option<i32>, stderr: &str, timeout: Duration) -> Result<(), String> {
+/// How a probe run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ProbeEnd {
+    /// QEMU exited with this status.
+    Exit(i32),
+    /// QEMU died of this signal (an assertion aborts it with SIGABRT).
+    Signal(i32),
+    /// QEMU reported a KVM internal error (it then pauses); the probe killed it.
+    InternalError,
+    /// The guest did not finish in time; the probe killed QEMU.
+    TimedOut,
+}
+
+/// Judges a probe run from how it ended and QEMU's stderr.
+fn probe_verdict(end: ProbeEnd, stderr: &str, timeout: Duration) -> Result<(), String> {
     let said = summarize_stderr(stderr);
     let said = if said.is_empty() {
         String::new()
     } else {
         format!(": {said}")
     };
-    match code {
-        Some(PROBE_EXIT_CODE) => Ok(()),
-        Some(0) => Err(format!("the probe guest reset instead of finishing{said}")),
-        Some(code) => Err(format!("QEMU exited with status {code}{said}")),
-        None if stderr.contains("internal error") => {
-            Err(format!("the guest stopped with an internal error{said}"))
-        }
-        None => Err(format!(
+    match end {
+        ProbeEnd::Exit(PROBE_EXIT_CODE) => Ok(()),
+        ProbeEnd::Exit(0) => Err(format!("the probe guest reset instead of finishing{said}")),
+        ProbeEnd::Exit(code) => Err(format!("QEMU exited with status {code}{said}")),
+        ProbeEnd::Signal(signal) => Err(format!("QEMU died of signal {signal}{said}")),
+        ProbeEnd::InternalError => Err(format!("the guest stopped with an internal error{said}")),
+        ProbeEnd::TimedOut => Err(format!(
             "the probe guest made no progress within {} s{said}",
             timeout.as_secs()
         )),
@@ -394,25 +415,28 @@ mod tests {
     #[test]
     fn only_the_debug_exit_code_counts_as_success() {
         let t = Duration::from_secs(5);
-        assert_eq!(probe_verdict(Some(33), "", t), Ok(()));
-        let reset = probe_verdict(Some(0), "", t).unwrap_err();
+        assert_eq!(probe_verdict(ProbeEnd::Exit(33), "", t), Ok(()));
+        let reset = probe_verdict(ProbeEnd::Exit(0), "", t).unwrap_err();
         assert!(reset.contains("reset"), "{reset}");
-        // What QEMU 7.2 says with `-cpu host` on a host whose KVM cannot run guests.
+        let exit = probe_verdict(ProbeEnd::Exit(1), "qemu: bad option", t).unwrap_err();
+        assert!(exit.contains("status 1: qemu: bad option"), "{exit}");
+        // What QEMU 7.2 says with `-cpu host` on a host whose KVM cannot run
+        // guests; the assertion kills it with SIGABRT.
         let msr = "qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69\n\
                    qemu-system-x86_64: ../../target/i386/kvm/kvm.c:3183: kvm_buf_set_msrs: \
                    Assertion `ret == cpu->kvm_msr_buf->nmsrs' failed.\n";
-        let why = probe_verdict(Some(134), msr, t).unwrap_err();
-        assert!(why.contains("status 134"), "{why}");
+        let why = probe_verdict(ProbeEnd::Signal(6), msr, t).unwrap_err();
+        assert!(why.contains("signal 6"), "{why}");
         assert!(why.contains("failed to set MSR 0x10a"), "{why}");
         // What it says when the guest hits an instruction KVM cannot emulate.
         let internal = "qemu-system-x86_64: warning: host doesn't support requested feature: CPUID.01H:ECX.pni [bit 0]\n\
                         KVM internal error. Suberror: 1\nextra data[0]: 0x0000000000000001\nemulation failure\n";
-        let why = probe_verdict(None, internal, t).unwrap_err();
+        let why = probe_verdict(ProbeEnd::InternalError, internal, t).unwrap_err();
         assert!(why.contains("internal error"), "{why}");
         assert!(why.contains("emulation failure"), "{why}");
         assert!(!why.contains("extra data"), "{why}");
         assert!(!why.contains("pni"), "{why}");
-        let hang = probe_verdict(None, "", t).unwrap_err();
+        let hang = probe_verdict(ProbeEnd::TimedOut, "", t).unwrap_err();
         assert!(hang.contains("no progress within 5 s"), "{hang}");
     }
 

@@ -155,8 +155,18 @@ pub(crate) fn qemu_args(
 
     args.flag("-name")
         .value(format!("guest={}", escape_str(&config.name)));
-    // graphics=off makes SeaBIOS mirror its (and iPXE's) screen to the serial port.
-    args.flag("-machine").value("q35,graphics=off");
+    // For BIOS PXE, graphics=off makes SeaBIOS mirror its and iPXE's screen to
+    // the serial port: iPXE's progress is the only diagnostic of a network
+    // boot. Elsewhere the BIOS banner would only be noise (OVMF writes to the
+    // serial port by itself).
+    let machine = match &config.boot {
+        Boot::Pxe {
+            firmware: Firmware::Bios,
+            ..
+        } => "q35,graphics=off",
+        _ => "q35",
+    };
+    args.flag("-machine").value(machine);
     for arg in accel.qemu_args() {
         args.value(*arg);
     }
@@ -384,7 +394,7 @@ mod tests {
             "-name",
             "guest=node-1",
             "-machine",
-            "q35,graphics=off",
+            "q35",
             "-accel",
             "tcg",
             "-m",
@@ -540,8 +550,9 @@ mod tests {
                 "virtio-net-pci,disable-legacy=on,id=nic2,mac=52:54:00:00:00:03,romfile=",
             ]
         );
-        // SeaBIOS: no pflash.
+        // SeaBIOS: no pflash, and its screen (with iPXE's) on the serial port.
         assert!(values_of(&args, "-drive").is_empty());
+        assert_eq!(values_of(&args, "-machine"), ["q35,graphics=off"]);
     }
 
     #[test]

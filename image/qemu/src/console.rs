@@ -19,14 +19,23 @@ pub struct LineSplitter {
 }
 
 impl LineSplitter {
-    /// Feeds bytes and returns the lines they complete, cleaned.
+    /// Feeds bytes and returns the lines they complete, cleaned. A terminal
+    /// reset (`ESC c`) or clear-screen (`ESC [2J`) also ends a non-empty line:
+    /// firmware clears the screen without a newline, and what follows (often
+    /// the kernel's or init's first line) must start a line of its own.
     pub fn push(&mut self, bytes: &[u8]) -> Vec<String> {
         let mut lines = Vec::new();
         for &byte in bytes {
             if byte == b'\n' {
                 lines.push(clean_line(&std::mem::take(&mut self.partial)));
-            } else {
-                self.partial.push(byte);
+                continue;
+            }
+            self.partial.push(byte);
+            if self.partial.ends_with(b"\x1bc") || self.partial.ends_with(b"\x1b[2J") {
+                let line = clean_line(&std::mem::take(&mut self.partial));
+                if !line.is_empty() {
+                    lines.push(line);
+                }
             }
         }
         lines
@@ -105,6 +114,20 @@ mod tests {
         splitter.push(b"no newline");
         assert_eq!(splitter.finish().as_deref(), Some("no newline"));
         assert_eq!(splitter.finish(), None);
+    }
+
+    #[test]
+    fn clearing_the_screen_ends_a_line() {
+        // SeaBIOS/iPXE on the serial port, split at awkward places.
+        let mut splitter = LineSplitter::default();
+        assert_eq!(splitter.push(b"initrd... ok\x1b"), Vec::<String>::new());
+        assert_eq!(splitter.push(b"c\x1b[?7l\x1b[2"), ["initrd... ok"]);
+        assert_eq!(splitter.push(b"JCAIRN-READY role=base\n"), ["CAIRN-READY role=base"]);
+        // Clears on an empty line produce no empty lines.
+        assert_eq!(
+            splitter.push(b"\x1b[2J\x1b[01;01H\x1b[2JBdsDxe: loading\n"),
+            ["BdsDxe: loading"]
+        );
     }
 
     #[test]

@@ -159,12 +159,14 @@ pub fn build(inputs: &Inputs, dirs: &Dirs, out: &Path, progress: &mut Progress) 
     )?;
 
     progress.step("manifest.json and SBOM");
+    std::fs::write(out.join("site.toml"), &inputs.site_text)?;
     let names = [
         "disk.img",
         "disk.qcow2",
         "pxe/vmlinuz",
         "pxe/initrd",
         "pxe/boot.ipxe",
+        "site.toml",
     ];
     let m = Manifest {
         manifest_version: 1,
