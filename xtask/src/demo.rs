@@ -1,5 +1,7 @@
-//! The live demo (until the image builder lands): cairn-init supervising a
-//! few services as PID 1 of a fresh PID namespace, shown through cairnctl.
+//! The live demo on the built-in example: build the `base` image from
+//! `examples/site.toml`, boot it in QEMU (UEFI disk) to CAIRN-READY, then show
+//! cairn-init supervising a few services as PID 1 of a fresh PID namespace,
+//! driven through cairnctl.
 
 use std::path::Path;
 use std::process::Command;
@@ -60,6 +62,66 @@ pub fn run() -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
         bail!("the demo creates PID and network namespaces: run it as root");
     }
+    image_demo()?;
+    supervisor_demo()
+}
+
+/// Builds the example's `base` image and boots it from its UEFI disk.
+fn image_demo() -> Result<()> {
+    step("building the cairn image builder");
+    crate::run_cmd(crate::cargo().args(["build", "--release", "-p", "cairn"]))?;
+    let cairn = target_dir().join("release/cairn");
+    let out = target_dir().join("demo/base");
+    step("cairn build --site examples/site.toml --profile qemu-x86_64 --role base");
+    crate::run_cmd(
+        Command::new(&cairn)
+            .args(["build", "--profile", "qemu-x86_64", "--role", "base", "--site"])
+            .arg(crate::root().join("examples/site.toml"))
+            .arg("--out")
+            .arg(&out),
+    )?;
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json"))?)?;
+    for a in manifest["artifacts"].as_array().into_iter().flatten() {
+        println!("    {:<16} {:>10} bytes  sha256 {}", a["path"].as_str().unwrap_or(""), a["size"], &a["sha256"].as_str().unwrap_or("")[..16]);
+    }
+    step("booting disk.qcow2 in QEMU (OVMF, systemd-boot, UKI) as node box1");
+    let accel = cairn_qemu::detect_accel();
+    println!("    accelerator: {} ({})", accel.accel.name(), accel.note);
+    let mut config = cairn_qemu::VmConfig::new(
+        "demo-box1",
+        cairn_qemu::Boot::UefiDisk {
+            disk: out.join("disk.qcow2"),
+            writes: cairn_qemu::DiskWrites::Snapshot,
+            bus: cairn_qemu::DiskBus::Virtio,
+            ovmf_vars: None,
+        },
+    );
+    config.nics.push(cairn_qemu::Nic::user([0x52, 0x54, 0x00, 0xc0, 0x00, 0x01]));
+    config.watchdog = true;
+    config.no_reboot = true;
+    config.accel = Some(accel.accel);
+    let vm = cairn_qemu::Vm::start(&config)?;
+    let ready = vm.wait_for_line(
+        |l| {
+            let show = l.starts_with("cairn-init:") || l.contains(" INFO ") || l.contains(" WARN ") || l.starts_with("CAIRN-READY");
+            if show {
+                println!("    | {l}");
+            }
+            l.starts_with("CAIRN-READY")
+        },
+        Duration::from_secs(180),
+    )?;
+    println!(
+        "    box1 ready {:.1} s after QEMU started ({} kernel-to-ready)",
+        ready.at.as_secs_f64(),
+        ready.text.rsplit(' ').next().unwrap_or("")
+    );
+    drop(vm);
+    Ok(())
+}
+
+/// cairn-init as PID 1 of a PID namespace, supervising the demo services.
+fn supervisor_demo() -> Result<()> {
     let bin = build_release()?;
     let dir = target_dir().join("demo");
     let _ = std::fs::remove_dir_all(&dir);

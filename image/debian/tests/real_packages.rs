@@ -20,8 +20,11 @@ use cairn_debian::kmod::{KmodError, ModuleIndex};
 
 const KERNEL: &str = "linux-image-6.1.0-56-cloud-amd64";
 
+/// The project's package cache: `$CAIRN_CACHE/debs` (as `cairn build` uses it), else `.cache/debs`.
 fn cache_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/debs")
+    std::env::var_os("CAIRN_CACHE")
+        .map(|c| PathBuf::from(c).join("debs"))
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/debs"))
 }
 
 fn spec(s: &str) -> PackageSpec {

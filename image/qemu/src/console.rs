@@ -122,7 +122,10 @@ mod tests {
         let mut splitter = LineSplitter::default();
         assert_eq!(splitter.push(b"initrd... ok\x1b"), Vec::<String>::new());
         assert_eq!(splitter.push(b"c\x1b[?7l\x1b[2"), ["initrd... ok"]);
-        assert_eq!(splitter.push(b"JCAIRN-READY role=base\n"), ["CAIRN-READY role=base"]);
+        assert_eq!(
+            splitter.push(b"JCAIRN-READY role=base\n"),
+            ["CAIRN-READY role=base"]
+        );
         // Clears on an empty line produce no empty lines.
         assert_eq!(
             splitter.push(b"\x1b[2J\x1b[01;01H\x1b[2JBdsDxe: loading\n"),

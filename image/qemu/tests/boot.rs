@@ -62,11 +62,8 @@ fn pxe_boot_under_bios_runs_the_ipxe_script_over_tftp() {
         script.at.as_secs_f64(),
         line.at.as_secs_f64()
     );
-    assert!(
-        line.text.ends_with(&format!("{MARKER} mode=poweroff")),
-        "{}",
-        line.text
-    );
+    // iPXE's clear-screen before the kernel ends its last line.
+    assert_eq!(line.text, format!("{MARKER} mode=poweroff"));
     assert!(vm.wait_exit(BOOT_TIMEOUT).unwrap().success());
     let console = vm.console_text();
     // iPXE got the MAC we gave the NIC and fetched the files over TFTP.
@@ -99,6 +96,7 @@ fn pxe_boot_under_uefi_runs_the_ipxe_script_over_tftp() {
         vm.accel(),
         line.at.as_secs_f64()
     );
+    assert_eq!(line.text, format!("{MARKER} mode=poweroff"));
     assert!(vm.wait_exit(BOOT_TIMEOUT).unwrap().success());
     assert!(vm.console_text().contains("tftp://10.0.2.2/boot.ipxe"));
 }

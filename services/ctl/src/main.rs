@@ -100,7 +100,9 @@ fn main() -> ExitCode {
         // `cairnctl status | head` is not an error worth reporting.
         Err(e)
             if e.downcast_ref::<std::io::Error>()
-                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+                .map(|e| e.kind())
+                .or_else(|| e.downcast_ref::<serde_json::Error>().and_then(|e| e.io_error_kind()))
+                == Some(std::io::ErrorKind::BrokenPipe) =>
         {
             ExitCode::SUCCESS
         }
