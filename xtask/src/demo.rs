@@ -75,14 +75,27 @@ fn image_demo() -> Result<()> {
     step("cairn build --site examples/site.toml --profile qemu-x86_64 --role base");
     crate::run_cmd(
         Command::new(&cairn)
-            .args(["build", "--profile", "qemu-x86_64", "--role", "base", "--site"])
+            .args([
+                "build",
+                "--profile",
+                "qemu-x86_64",
+                "--role",
+                "base",
+                "--site",
+            ])
             .arg(crate::root().join("examples/site.toml"))
             .arg("--out")
             .arg(&out),
     )?;
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json"))?)?;
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json"))?)?;
     for a in manifest["artifacts"].as_array().into_iter().flatten() {
-        println!("    {:<16} {:>10} bytes  sha256 {}", a["path"].as_str().unwrap_or(""), a["size"], &a["sha256"].as_str().unwrap_or("")[..16]);
+        println!(
+            "    {:<16} {:>10} bytes  sha256 {}",
+            a["path"].as_str().unwrap_or(""),
+            a["size"],
+            &a["sha256"].as_str().unwrap_or("")[..16]
+        );
     }
     step("booting disk.qcow2 in QEMU (OVMF, systemd-boot, UKI) as node box1");
     let accel = cairn_qemu::detect_accel();
@@ -96,14 +109,19 @@ fn image_demo() -> Result<()> {
             ovmf_vars: None,
         },
     );
-    config.nics.push(cairn_qemu::Nic::user([0x52, 0x54, 0x00, 0xc0, 0x00, 0x01]));
+    config
+        .nics
+        .push(cairn_qemu::Nic::user([0x52, 0x54, 0x00, 0xc0, 0x00, 0x01]));
     config.watchdog = true;
     config.no_reboot = true;
     config.accel = Some(accel.accel);
     let vm = cairn_qemu::Vm::start(&config)?;
     let ready = vm.wait_for_line(
         |l| {
-            let show = l.starts_with("cairn-init:") || l.contains(" INFO ") || l.contains(" WARN ") || l.starts_with("CAIRN-READY");
+            let show = l.starts_with("cairn-init:")
+                || l.contains(" INFO ")
+                || l.contains(" WARN ")
+                || l.starts_with("CAIRN-READY");
             if show {
                 println!("    | {l}");
             }

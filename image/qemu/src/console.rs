@@ -41,6 +41,11 @@ impl LineSplitter {
         lines
     }
 
+    /// The unfinished line so far, cleaned (e.g. a prompt without newline).
+    pub fn pending(&self) -> String {
+        clean_line(&self.partial)
+    }
+
     /// Returns the unfinished last line, if any (at end of stream).
     pub fn finish(&mut self) -> Option<String> {
         if self.partial.is_empty() {
@@ -111,8 +116,10 @@ mod tests {
         );
         assert_eq!(splitter.push(b"\n\n"), ["thi", ""]);
         assert_eq!(splitter.finish(), None);
-        splitter.push(b"no newline");
+        splitter.push(b"no \x1b[1mnewline");
+        assert_eq!(splitter.pending(), "no newline");
         assert_eq!(splitter.finish().as_deref(), Some("no newline"));
+        assert_eq!(splitter.pending(), "");
         assert_eq!(splitter.finish(), None);
     }
 

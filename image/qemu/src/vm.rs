@@ -128,6 +128,14 @@ pub enum VmError {
         /// The last console lines.
         console_tail: String,
     },
+    /// A helper thread (console, stderr or exit watcher) could not be started.
+    #[error("VM {vm}: cannot start a helper thread: {source}")]
+    Thread {
+        /// The VM.
+        vm: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// The QEMU process could not be killed.
     #[error("VM {vm}: cannot kill QEMU (pid {pid}): {source}")]
     Kill {
@@ -193,6 +201,8 @@ struct Shared {
 struct State {
     raw: Vec<u8>,
     lines: Vec<ConsoleLine>,
+    /// The console's unfinished last line, cleaned.
+    pending: String,
     console_closed: bool,
     stderr: Vec<u8>,
     stderr_closed: bool,
@@ -230,21 +240,12 @@ impl Shared {
 }
 
 impl State {
+    /// The last console lines, plus the unfinished one while QEMU runs.
     fn console_tail(&self) -> String {
         let start = self.lines.len().saturating_sub(TAIL_LINES);
-        let mut tail: Vec<&str> = self.lines[start..]
-            .iter()
-            .map(|l| l.text.as_str())
-            .collect();
-        let partial_start = self
-            .raw
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(0, |i| i + 1);
-        let partial = crate::console::clean_line(&self.raw[partial_start..]);
-        if !self.console_closed && !partial.is_empty() {
-            tail.push(&partial);
-            return tail.join("\n");
+        let mut tail: Vec<String> = self.lines[start..].iter().map(|l| l.text.clone()).collect();
+        if !self.pending.is_empty() {
+            tail.push(self.pending.clone());
         }
         tail.join("\n")
     }
@@ -323,13 +324,14 @@ impl Vm {
         });
 
         let mut threads = Vec::new();
+        let mut thread_error = None;
         let mut spawn =
             |what: &str, body: Box<dyn FnOnce() + Send>| match std::thread::Builder::new()
                 .name(format!("qemu-{what}-{pid}"))
                 .spawn(body)
             {
                 Ok(handle) => threads.push(handle),
-                Err(err) => tracing::error!(vm = %vm, %err, "cannot start {what} thread"),
+                Err(source) => thread_error = Some(source),
             };
         {
             let shared = Arc::clone(&shared);
@@ -343,6 +345,13 @@ impl Vm {
         if let Some(stderr) = stderr {
             let shared = Arc::clone(&shared);
             spawn("stderr", Box::new(move || read_stderr(stderr, &shared)));
+        }
+        if let Some(source) = thread_error {
+            // Without its threads the VM cannot be watched or reaped: undo.
+            let mut child = lock(&child);
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(VmError::Thread { vm, source });
         }
 
         let vm = Vm {
@@ -738,6 +747,7 @@ fn read_console(mut stdout: ChildStdout, shared: &Shared) {
         state
             .lines
             .extend(lines.into_iter().map(|text| ConsoleLine { text, at }));
+        state.pending = splitter.pending();
         drop(state);
         shared.changed.notify_all();
     }
@@ -746,6 +756,7 @@ fn read_console(mut stdout: ChildStdout, shared: &Shared) {
     if let Some(text) = splitter.finish() {
         state.lines.push(ConsoleLine { text, at });
     }
+    state.pending.clear();
     state.console_closed = true;
     drop(state);
     shared.changed.notify_all();
@@ -886,11 +897,8 @@ mod tests {
                 text: format!("line {i}"),
                 at: Duration::ZERO,
             });
-            state
-                .raw
-                .extend_from_slice(format!("line {i}\n").as_bytes());
         }
-        state.raw.extend_from_slice(b"login: ");
+        state.pending = "login: ".into();
         let tail = state.console_tail();
         assert!(tail.starts_with("line 15\n"), "{tail}");
         assert!(tail.ends_with("line 39\nlogin: "), "{tail}");

@@ -153,7 +153,7 @@ pub fn build(inputs: &Inputs, dirs: &Dirs, out: &Path, progress: &mut Progress) 
     std::fs::write(
         pxe_dir.join("boot.ipxe"),
         format!(
-            "#!ipxe\necho cairn {version} ({} on {})\nkernel vmlinuz {pxe_cmdline}\ninitrd initrd\nboot\n",
+            "#!ipxe\necho cairn {version} ({} on {})\nkernel vmlinuz initrd=initrd {pxe_cmdline}\ninitrd initrd\nboot\n",
             inputs.role, inputs.profile.name
         ),
     )?;

@@ -101,7 +101,10 @@ fn main() -> ExitCode {
         Err(e)
             if e.downcast_ref::<std::io::Error>()
                 .map(|e| e.kind())
-                .or_else(|| e.downcast_ref::<serde_json::Error>().and_then(|e| e.io_error_kind()))
+                .or_else(|| {
+                    e.downcast_ref::<serde_json::Error>()
+                        .and_then(|e| e.io_error_kind())
+                })
                 == Some(std::io::ErrorKind::BrokenPipe) =>
         {
             ExitCode::SUCCESS

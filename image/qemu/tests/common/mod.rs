@@ -80,7 +80,9 @@ fn workspace_root() -> PathBuf {
 /// The kernel .deb from the project's package cache, downloaded if absent.
 /// The cache is shared with other crates: only a new file is ever added.
 fn kernel_deb() -> PathBuf {
-    let cache = workspace_root().join(".cache/debs");
+    let cache = std::env::var_os("CAIRN_CACHE")
+        .map(|c| PathBuf::from(c).join("debs"))
+        .unwrap_or_else(|| workspace_root().join(".cache/debs"));
     std::fs::create_dir_all(&cache).unwrap();
     let find = || {
         std::fs::read_dir(&cache).unwrap().find_map(|entry| {
