@@ -3,6 +3,7 @@
 //! `bench` measures and writes `bench/report.md`.
 
 mod bench;
+mod bench_image;
 mod demo;
 mod lab;
 mod setup;

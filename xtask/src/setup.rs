@@ -37,6 +37,7 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("gdisk", "sgdisk: checking GPT layouts in tests"),
     ("dosfstools", "fsck.fat: checking the ESP in tests"),
     ("cpio", "cpio: checking initramfs archives in tests"),
+    ("zstd", "compressed image sizes in the benchmark report"),
 ];
 
 fn installed(pkg: &str) -> bool {
