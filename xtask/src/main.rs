@@ -148,7 +148,11 @@ fn test(no_lint: bool, rest: &[String]) -> Result<()> {
             "warnings",
         ]))?;
     }
-    step("cargo test --workspace (unit, integration and privileged tests)");
+    // Tests run the workspace's binaries (cairnctl, cairn) as real programs;
+    // `cargo test` only builds the binaries of packages with integration tests.
+    step("cargo build --workspace --bins");
+    run_cmd(cargo().args(["build", "--workspace", "--bins"]))?;
+    step("cargo test --workspace (unit, integration, privileged and QEMU tests)");
     let mut c = cargo();
     c.args(["test", "--workspace"]);
     if !rest.is_empty() {
