@@ -1,11 +1,9 @@
 //! `manifest.json` and the CycloneDX SBOM beside it.
 
-use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use super::rootimg::Verity;
 
@@ -103,27 +101,7 @@ pub struct Sizes {
     pub root_executables: usize,
 }
 
-/// SHA-256 of a file, hex.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .with_context(|| format!("{}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex(&h.finalize()))
-}
-
-/// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use cairn_debian::apt::hex;
 
 /// Describes the output files under `dir`.
 pub fn artifacts(dir: &Path, names: &[&str]) -> Result<Vec<Artifact>> {
@@ -136,7 +114,7 @@ pub fn artifacts(dir: &Path, names: &[&str]) -> Result<Vec<Artifact>> {
                 size: std::fs::metadata(&p)
                     .with_context(|| format!("{}", p.display()))?
                     .len(),
-                sha256: sha256_file(&p)?,
+                sha256: cairn_debian::apt::sha256_file(&p)?,
             })
         })
         .collect()
