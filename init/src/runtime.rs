@@ -172,7 +172,6 @@ pub struct Runtime {
     next_ping: Ms,
     finished: Option<PowerAction>,
     orphans_reaped: u64,
-    is_pid1: bool,
 }
 
 impl Runtime {
@@ -237,7 +236,6 @@ impl Runtime {
             next_ping: 0,
             finished: None,
             orphans_reaped: 0,
-            is_pid1: std::process::id() == 1,
         })
     }
 
@@ -254,6 +252,10 @@ impl Runtime {
             self.drive(now);
             if let Some(action) = self.finished {
                 self.drain_pipes();
+                info!(
+                    orphans = self.orphans_reaped,
+                    "orphaned processes reaped while running"
+                );
                 return (action, self.watchdog.take());
             }
             self.ping_watchdog(now);
@@ -712,16 +714,6 @@ impl Runtime {
                 }
             }
         }
-    }
-
-    /// Orphans reaped so far (processes that were not a service or probe).
-    pub fn orphans_reaped(&self) -> u64 {
-        self.orphans_reaped
-    }
-
-    /// Whether this runtime is the PID 1 of its namespace.
-    pub fn is_pid1(&self) -> bool {
-        self.is_pid1
     }
 }
 
