@@ -21,6 +21,11 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ),
     ("tini", "reference PID 1 in the benchmark"),
     (
+        "keepalived",
+        "the VRRP reference cairn-vipd interoperates with and is benchmarked against",
+    ),
+    ("curl", "HTTP client in the lab's client namespace"),
+    (
         "qemu-system-x86",
         "boots images in the QEMU tests and `cairn run`",
     ),

@@ -22,6 +22,7 @@ mod frame;
 mod sasl;
 mod server;
 pub mod types;
+pub mod vip;
 
 pub use backend::{BackendError, InitBackend};
 pub use client::{ClientError, DEFAULT_TIMEOUT, InitClient};
@@ -30,6 +31,7 @@ pub use server::{
     ServerError, serve_init,
 };
 pub use types::{LogLine, PowerAction, ServiceStatus};
+pub use vip::{DEFAULT_VIP_SOCKET, VIP_INTERFACE, VIP_PATH, VipBackend, VipInstanceStatus};
 
 /// D-Bus interface name of cairn-init's control API.
 pub const INIT_INTERFACE: &str = "org.cairn.Init1";
