@@ -213,7 +213,7 @@ fn machine(args: Args) {
         .unwrap_or_else(|| DEFAULT_SERVICES.into());
     let services = match (&identity, config::load(&path, Path::new("/"))) {
         (None, _) => Vec::new(),
-        (Some(_), Ok(f)) => f.services,
+        (Some((image, node)), Ok(f)) => with_identity_env(f.services, image, node),
         (Some(_), Err(e)) => {
             error!("{e}");
             error!("no services started; the control API stays up for diagnosis");
@@ -251,6 +251,28 @@ fn machine(args: Args) {
     };
     let (action, watchdog) = run_forever(rt);
     power::finish_machine(action, watchdog);
+}
+
+/// Tells every service who the box is (`CAIRN_NODE`, `CAIRN_ROLE`, `CAIRN_VERSION`), so
+/// daemons such as cairn-vipd find their node entry in the site file without a per-node
+/// services file. A value the services file sets itself wins.
+fn with_identity_env(
+    mut services: Vec<config::Service>,
+    image: &identity::ImageInfo,
+    node: &str,
+) -> Vec<config::Service> {
+    for svc in &mut services {
+        for (key, value) in [
+            ("CAIRN_NODE", node),
+            ("CAIRN_ROLE", image.role.as_str()),
+            ("CAIRN_VERSION", image.version.as_str()),
+        ] {
+            svc.env
+                .entry(key.to_owned())
+                .or_insert_with(|| value.to_owned());
+        }
+    }
+    services
 }
 
 /// Finds this box's node in the site file (by MAC, or `cairn.node=`), sets
