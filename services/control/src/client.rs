@@ -1,4 +1,6 @@
-//! A blocking client for `org.cairn.Init1`, used by cairnctl and tests.
+//! What the blocking control clients share: the error type, and a connection that runs the
+//! handshake and each call on a private runtime, bounded by a timeout. [`crate::InitClient`]
+//! and [`crate::VipClient`] are thin typed wrappers around it.
 
 use std::future::Future;
 use std::io;
@@ -9,22 +11,23 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use zbus::zvariant::{DynamicType, Type};
 
-use crate::types::{LogLine, PowerAction, ServiceStatus};
-use crate::{INIT_INTERFACE, INIT_PATH, error_names};
+use crate::error_names;
 
-/// How long [`InitClient::connect`] and each call wait for cairn-init before giving up.
+/// How long a client's `connect` and each call wait for the server before giving up.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a client operation failed.
 #[derive(thiserror::Error, Debug)]
 pub enum ClientError {
     /// The socket could not be connected to.
-    #[error("cannot connect to {}: {source} (is cairn-init running?)", path.display())]
+    #[error("cannot connect to {}: {source} (is {server} running?)", path.display())]
     Connect {
         /// The socket path.
         path: PathBuf,
         /// The underlying error.
         source: io::Error,
+        /// The daemon expected on the socket, e.g. `cairn-init` or `cairn-vipd`.
+        server: &'static str,
     },
     /// The socket accepted but the D-Bus handshake failed.
     #[error("D-Bus handshake on {} failed: {source}", path.display())]
@@ -34,13 +37,15 @@ pub enum ClientError {
         /// The underlying error.
         source: zbus::Error,
     },
-    /// cairn-init did not answer in time.
-    #[error("{operation} timed out after {} s (cairn-init is not answering)", timeout.as_secs())]
+    /// The server did not answer in time.
+    #[error("{operation} timed out after {} s ({server} is not answering)", timeout.as_secs())]
     Timeout {
         /// What was being done, e.g. `connecting to /run/cairn/control.sock` or `ListServices`.
         operation: String,
         /// How long we waited.
         timeout: Duration,
+        /// The daemon expected on the socket.
+        server: &'static str,
     },
     /// The call needs uid 0 (`org.cairn.Error.AccessDenied`); the text is the server's.
     #[error("access denied: {0}")]
@@ -56,13 +61,15 @@ pub enum ClientError {
         /// The server's description.
         message: String,
     },
-    /// The connection broke: cairn-init exited, restarted or closed it.
-    #[error("{method}: connection to cairn-init lost ({source})")]
+    /// The connection broke: the server exited, restarted or closed it.
+    #[error("{method}: connection to {server} lost ({source})")]
     Disconnected {
         /// The D-Bus method.
         method: &'static str,
         /// The underlying error.
         source: zbus::Error,
+        /// The daemon that was on the socket.
+        server: &'static str,
     },
     /// The call failed without an error reply for another reason, e.g. a malformed reply.
     #[error("{method} failed: {source}")]
@@ -77,34 +84,45 @@ pub enum ClientError {
     Runtime(io::Error),
 }
 
-/// A blocking connection to cairn-init's control socket.
+/// Which object a client talks to on its socket.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Target {
+    /// The daemon serving it, for error messages.
+    pub(crate) server: &'static str,
+    /// Object path.
+    pub(crate) path: &'static str,
+    /// Interface name.
+    pub(crate) interface: &'static str,
+}
+
+/// A blocking peer-to-peer connection to one control socket.
 ///
-/// Each instance owns a small current-thread runtime that only runs inside its own calls;
-/// no threads are started. Every call is bounded by the client's timeout.
-pub struct InitClient {
+/// Owns a small current-thread runtime that only runs inside its own calls; no threads are
+/// started. Every call is bounded by the timeout.
+pub(crate) struct BlockingConnection {
     // Dropped before the runtime: the connection's tasks live on it.
     connection: zbus::Connection,
     runtime: tokio::runtime::Runtime,
     timeout: Duration,
+    target: Target,
 }
 
-impl std::fmt::Debug for InitClient {
+impl std::fmt::Debug for BlockingConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InitClient")
+        f.debug_struct("BlockingConnection")
             .field("timeout", &self.timeout)
+            .field("target", &self.target)
             .finish_non_exhaustive()
     }
 }
 
-impl InitClient {
-    /// Connects to the control socket at `socket` with [`DEFAULT_TIMEOUT`].
-    pub fn connect(socket: &Path) -> Result<Self, ClientError> {
-        Self::connect_with_timeout(socket, DEFAULT_TIMEOUT)
-    }
-
-    /// Connects to the control socket at `socket`; `timeout` bounds the connection and each
-    /// later call.
-    pub fn connect_with_timeout(socket: &Path, timeout: Duration) -> Result<Self, ClientError> {
+impl BlockingConnection {
+    /// Connects to `socket`; `timeout` bounds the connection and each later call.
+    pub(crate) fn connect(
+        socket: &Path,
+        timeout: Duration,
+        target: Target,
+    ) -> Result<Self, ClientError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .enable_time()
@@ -118,6 +136,7 @@ impl InitClient {
                     .map_err(|source| ClientError::Connect {
                         path: path.clone(),
                         source,
+                        server: target.server,
                     })?;
                 zbus::connection::Builder::unix_stream(stream)
                     .p2p()
@@ -133,49 +152,25 @@ impl InitClient {
                 .map_err(|_| ClientError::Timeout {
                     operation: format!("connecting to {}", path.display()),
                     timeout,
+                    server: target.server,
                 })?
         })?;
-        Ok(InitClient {
+        Ok(BlockingConnection {
             connection,
             runtime,
             timeout,
+            target,
         })
     }
 
-    /// Every supervised service (`ListServices`).
-    pub fn list_services(&self) -> Result<Vec<ServiceStatus>, ClientError> {
-        self.call("ListServices", &(), None)
-    }
-
-    /// Starts a service (`Start`, uid 0 only).
-    pub fn start(&self, name: &str) -> Result<(), ClientError> {
-        self.call("Start", &(name,), Some(name))
-    }
-
-    /// Stops a service (`Stop`, uid 0 only).
-    pub fn stop(&self, name: &str) -> Result<(), ClientError> {
-        self.call("Stop", &(name,), Some(name))
-    }
-
-    /// Restarts a service (`Restart`, uid 0 only).
-    pub fn restart(&self, name: &str) -> Result<(), ClientError> {
-        self.call("Restart", &(name,), Some(name))
-    }
-
-    /// Log lines of `name` with seq > `after_seq`, oldest first, at most `max` (and at most
-    /// [`MAX_LOG_LINES_PER_CALL`](crate::MAX_LOG_LINES_PER_CALL)) (`Logs`).
-    pub fn logs(&self, name: &str, after_seq: u64, max: u32) -> Result<Vec<LogLine>, ClientError> {
-        self.call("Logs", &(name, after_seq, max), Some(name))
-    }
-
-    /// Reboots or powers off the machine after an orderly shutdown (`Power`, uid 0 only).
-    pub fn power(&self, action: PowerAction) -> Result<(), ClientError> {
-        self.call("Power", &(action.as_str(),), None)
+    /// The timeout given to [`Self::connect`].
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Calls `method` and decodes its reply; `service` names the service the call is about,
     /// for [`ClientError::UnknownService`].
-    fn call<B, R>(
+    pub(crate) fn call<B, R>(
         &self,
         method: &'static str,
         body: &B,
@@ -185,12 +180,19 @@ impl InitClient {
         B: Serialize + DynamicType,
         R: DeserializeOwned + Type,
     {
+        let target = self.target;
         self.block_on(method, async {
             let reply = self
                 .connection
-                .call_method(None::<&str>, INIT_PATH, Some(INIT_INTERFACE), method, body)
+                .call_method(
+                    None::<&str>,
+                    target.path,
+                    Some(target.interface),
+                    method,
+                    body,
+                )
                 .await
-                .map_err(|e| map_call_error(method, service, e))?;
+                .map_err(|e| map_call_error(method, service, target.server, e))?;
             reply
                 .body()
                 .deserialize::<R>()
@@ -208,18 +210,25 @@ impl InitClient {
             .map_err(|_| ClientError::Timeout {
                 operation: method.to_owned(),
                 timeout: self.timeout,
+                server: self.target.server,
             })?
     }
 }
 
 /// Turns a zbus error into the matching [`ClientError`].
-fn map_call_error(method: &'static str, service: Option<&str>, error: zbus::Error) -> ClientError {
+fn map_call_error(
+    method: &'static str,
+    service: Option<&str>,
+    server: &'static str,
+    error: zbus::Error,
+) -> ClientError {
     let (name, description) = match &error {
         zbus::Error::MethodError(name, description, _) => (name, description),
         zbus::Error::InputOutput(_) => {
             return ClientError::Disconnected {
                 method,
                 source: error,
+                server,
             };
         }
         _ => {

@@ -1,17 +1,21 @@
 //! cairn's control API: the `org.cairn.Init1` D-Bus interface that cairn-init (PID 1) serves on
-//! a private unix socket, and the blocking client that `cairnctl` uses.
+//! a private unix socket, the `org.cairn.Vip1` interface that cairn-vipd serves on its own, and
+//! the blocking clients that `cairnctl` uses.
 //!
 //! The connection is peer-to-peer D-Bus (no bus daemon), so the control socket keeps working
-//! when nothing else on the box does. The pieces:
+//! when nothing else on the box does. Both interfaces share one hardened server (handshake,
+//! frame guard, connection limits, one thread). The pieces:
 //!
-//! - [`types`]: the wire types ([`ServiceStatus`], [`LogLine`], [`PowerAction`]).
+//! - [`types`]: the wire types of Init1 ([`ServiceStatus`], [`LogLine`], [`PowerAction`]).
 //! - [`InitBackend`]: what cairn-init implements; the server forwards every call to it.
-//! - [`serve_init`]: binds the socket and serves it on one background thread.
-//! - [`InitClient`]: a blocking client with timeouts.
+//! - [`serve_init`]: binds the socket and serves Init1 on one background thread.
+//! - [`InitClient`]: a blocking Init1 client with timeouts.
+//! - [`vip`]: Vip1's names, wire type ([`VipInstanceStatus`]) and [`VipBackend`];
+//!   [`serve_vip`] and [`VipClient`] are its server and client.
 //!
 //! Mutating calls (`Start`, `Stop`, `Restart`, `Power`) are allowed only to peers whose uid,
-//! read with `SO_PEERCRED` when the connection is accepted, is 0. Read-only calls are open to
-//! every local user.
+//! read with `SO_PEERCRED` when the connection is accepted, is 0. Read-only calls (all of
+//! Vip1) are open to every local user.
 
 #![forbid(unsafe_code)]
 
@@ -19,19 +23,25 @@ mod backend;
 mod client;
 mod dispatch;
 mod frame;
+mod init_client;
+mod init_service;
 mod sasl;
 mod server;
 pub mod types;
 pub mod vip;
+mod vip_client;
+mod vip_service;
 
 pub use backend::{BackendError, InitBackend};
-pub use client::{ClientError, DEFAULT_TIMEOUT, InitClient};
+pub use client::{ClientError, DEFAULT_TIMEOUT};
+pub use init_client::InitClient;
 pub use server::{
     ControlServer, MAX_LOG_LINES_PER_CALL, MAX_NON_ROOT_CONNECTIONS, MAX_ROOT_CONNECTIONS,
-    ServerError, serve_init,
+    ServerError, serve_init, serve_vip,
 };
 pub use types::{LogLine, PowerAction, ServiceStatus};
 pub use vip::{DEFAULT_VIP_SOCKET, VIP_INTERFACE, VIP_PATH, VipBackend, VipInstanceStatus};
+pub use vip_client::VipClient;
 
 /// D-Bus interface name of cairn-init's control API.
 pub const INIT_INTERFACE: &str = "org.cairn.Init1";

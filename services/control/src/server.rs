@@ -1,5 +1,6 @@
-//! The `org.cairn.Init1` server: socket setup, the accept loop and per-connection plumbing
-//! (the method layer itself is [`crate::dispatch`]).
+//! The control server: socket setup, the accept loop and per-connection plumbing, shared by
+//! every control interface (`org.cairn.Init1` in cairn-init, `org.cairn.Vip1` in cairn-vipd).
+//! The method layer is [`crate::dispatch`] plus one [`Service`] per interface.
 //!
 //! Everything runs on one thread named `cairn-control` with a current-thread tokio runtime:
 //! the accept loop and every connection are tasks on it, so a slow or hostile client only
@@ -25,9 +26,12 @@ use zbus::export::futures_core::Stream;
 use zbus::fdo::ConnectionCredentials;
 
 use crate::backend::InitBackend;
-use crate::dispatch::Handler;
+use crate::dispatch::{Handler, Service};
 use crate::frame::FrameGuard;
+use crate::init_service::InitService;
 use crate::sasl::{Progress, SaslServer};
+use crate::vip::VipBackend;
+use crate::vip_service::VipService;
 
 /// Most lines one `Logs` call returns, whatever `max` asks for; clients page with `after_seq`.
 /// Bounds the size of a reply that PID 1 has to build.
@@ -53,7 +57,7 @@ const MAX_QUEUED_MESSAGES: usize = 4;
 /// Pause after a failed `accept` (e.g. out of file descriptors) so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Why [`serve_init`] could not start serving.
+/// Why [`serve_init`] or [`serve_vip`] could not start serving.
 #[derive(thiserror::Error, Debug)]
 pub enum ServerError {
     /// The socket's parent directory could not be created.
@@ -144,6 +148,22 @@ pub fn serve_init(
     socket: &Path,
     backend: Arc<dyn InitBackend>,
 ) -> Result<ControlServer, ServerError> {
+    serve(socket, InitService { backend })
+}
+
+/// Binds `socket` and serves `org.cairn.Vip1` on it from a new thread named `cairn-control`.
+///
+/// The same machinery as [`serve_init`] (socket setup, handshake, frame guard, connection
+/// limits, one thread); every method of `org.cairn.Vip1` is read-only and open to every uid.
+pub fn serve_vip(
+    socket: &Path,
+    backend: Arc<dyn VipBackend>,
+) -> Result<ControlServer, ServerError> {
+    serve(socket, VipService { backend })
+}
+
+/// Binds `socket` and serves `service` on it from a new `cairn-control` thread.
+fn serve<S: Service>(socket: &Path, service: S) -> Result<ControlServer, ServerError> {
     let path = socket.to_path_buf();
     if let Some(parent) = socket.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|source| ServerError::CreateDir {
@@ -188,7 +208,7 @@ pub fn serve_init(
     };
 
     let shared = Arc::new(Shared {
-        backend,
+        service: Arc::new(service),
         guid: server_guid(),
         socket: path.clone(),
         root_connections: AtomicUsize::new(0),
@@ -247,8 +267,8 @@ fn server_guid() -> String {
 }
 
 /// State shared by all connection tasks.
-struct Shared {
-    backend: Arc<dyn InitBackend>,
+struct Shared<S> {
+    service: Arc<S>,
     guid: String,
     socket: PathBuf,
     root_connections: AtomicUsize,
@@ -257,7 +277,7 @@ struct Shared {
     limit_logged: AtomicBool,
 }
 
-async fn accept_loop(listener: UnixListener, shared: Arc<Shared>) {
+async fn accept_loop<S: Service>(listener: UnixListener, shared: Arc<Shared<S>>) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => admit(stream, &shared),
@@ -270,7 +290,7 @@ async fn accept_loop(listener: UnixListener, shared: Arc<Shared>) {
 }
 
 /// Reads the peer's credentials, applies the connection limits and spawns the connection task.
-fn admit(stream: UnixStream, shared: &Arc<Shared>) {
+fn admit<S: Service>(stream: UnixStream, shared: &Arc<Shared<S>>) {
     let cred = match stream.peer_cred() {
         Ok(cred) => cred,
         Err(error) => {
@@ -297,13 +317,13 @@ fn admit(stream: UnixStream, shared: &Arc<Shared>) {
 }
 
 /// A place in the per-class connection count, given back on drop.
-struct ConnectionSlot {
-    shared: Arc<Shared>,
+struct ConnectionSlot<S> {
+    shared: Arc<Shared<S>>,
     root: bool,
 }
 
-impl ConnectionSlot {
-    fn take(shared: &Arc<Shared>, uid: u32) -> Option<Self> {
+impl<S> ConnectionSlot<S> {
+    fn take(shared: &Arc<Shared<S>>, uid: u32) -> Option<Self> {
         let root = uid == 0;
         let (counter, limit) = if root {
             (&shared.root_connections, MAX_ROOT_CONNECTIONS)
@@ -322,7 +342,7 @@ impl ConnectionSlot {
     }
 }
 
-impl Drop for ConnectionSlot {
+impl<S> Drop for ConnectionSlot<S> {
     fn drop(&mut self) {
         let counter = if self.root {
             &self.shared.root_connections
@@ -349,11 +369,11 @@ enum ConnectionError {
     Dbus(#[from] zbus::Error),
 }
 
-async fn serve_connection(
+async fn serve_connection<S: Service>(
     stream: UnixStream,
     uid: u32,
     pid: Option<u32>,
-    shared: &Shared,
+    shared: &Shared<S>,
 ) -> Result<(), ConnectionError> {
     let (mut read, mut write) = stream.into_split();
     let leftover = tokio::time::timeout(
@@ -388,7 +408,7 @@ async fn serve_connection(
     let _ = start_reading.send(());
 
     let handler = Handler {
-        backend: Arc::clone(&shared.backend),
+        service: Arc::clone(&shared.service),
         peer_uid: uid,
     };
     // Ends when the peer goes away or a read fails (e.g. a frame the guard rejected);

@@ -1,5 +1,6 @@
 //! cairnctl: the operator CLI of a cairn box. Talks to cairn-init over its control socket
-//! (`org.cairn.Init1`, see docs/control-api.md) and sends sd_notify-style readiness messages.
+//! (`org.cairn.Init1`, see docs/control-api.md), to cairn-vipd over its own
+//! (`org.cairn.Vip1`), and sends sd_notify-style readiness messages.
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -9,11 +10,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cairn_control::{
-    DEFAULT_CONTROL_SOCKET, InitClient, LogLine, MAX_LOG_LINES_PER_CALL, PowerAction, ServiceStatus,
+    DEFAULT_CONTROL_SOCKET, DEFAULT_VIP_SOCKET, InitClient, LogLine, MAX_LOG_LINES_PER_CALL,
+    PowerAction, ServiceStatus,
 };
 use clap::{Parser, Subcommand};
 
 mod notify;
+mod table;
+mod vip;
 
 /// How often `logs -f` asks for new lines.
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(200);
@@ -77,6 +81,20 @@ enum Command {
     Reboot,
     /// Stop everything and power off (root only).
     Poweroff,
+    /// Show cairn-vipd's virtual routers: state, priority, master, addresses, checks, counters.
+    Vip {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// cairn-vipd's control socket.
+        #[arg(
+            long,
+            value_name = "SOCKET",
+            env = "CAIRN_VIPD",
+            default_value = DEFAULT_VIP_SOCKET
+        )]
+        socket: PathBuf,
+    },
     /// Send KEY=VALUE assignments to the supervisor's $NOTIFY_SOCKET, like systemd-notify.
     Notify {
         /// Shorthand for READY=1.
@@ -148,6 +166,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Restart { name } => Ok(InitClient::connect(socket)?.restart(&name)?),
         Command::Reboot => power(socket, PowerAction::Reboot),
         Command::Poweroff => power(socket, PowerAction::Poweroff),
+        Command::Vip { json, socket } => vip::show(&socket, json),
         Command::Notify {
             ready,
             assignments,
@@ -179,14 +198,7 @@ fn status(socket: &Path, json: bool) -> anyhow::Result<()> {
 
 /// NAME STATE PID RESTARTS READY DETAIL, columns padded to their widest cell.
 fn status_table(services: &[ServiceStatus]) -> String {
-    let mut rows = vec![[
-        "NAME".to_owned(),
-        "STATE".to_owned(),
-        "PID".to_owned(),
-        "RESTARTS".to_owned(),
-        "READY".to_owned(),
-        "DETAIL".to_owned(),
-    ]];
+    let mut rows = vec![["NAME", "STATE", "PID", "RESTARTS", "READY", "DETAIL"].map(str::to_owned)];
     for s in services {
         rows.push([
             s.name.clone(),
@@ -201,28 +213,7 @@ fn status_table(services: &[ServiceStatus]) -> String {
             s.detail.clone(),
         ]);
     }
-    let mut widths = [0usize; 6];
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let mut table = String::new();
-    for row in &rows {
-        let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            if i + 1 == row.len() {
-                line.push_str(cell);
-            } else {
-                let pad = widths[i] - cell.chars().count();
-                line.push_str(cell);
-                line.extend(std::iter::repeat_n(' ', pad + 2));
-            }
-        }
-        table.push_str(line.trim_end());
-        table.push('\n');
-    }
-    table
+    table::render(&rows)
 }
 
 /// `[   12.345] text`; lines from stderr are marked `[   12.345] (stderr) text`.
