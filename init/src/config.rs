@@ -119,6 +119,10 @@ pub struct Service {
     pub env: BTreeMap<String, String>,
     /// Working directory.
     pub workdir: PathBuf,
+    /// Directories created before every start (on tmpfs `/run` or a fresh data partition
+    /// they may not exist yet), owned by the service's user; like systemd's
+    /// `RuntimeDirectory=` / `StateDirectory=`.
+    pub dirs: Vec<PathBuf>,
     /// User id to run as (None: stay root).
     pub uid: Option<u32>,
     /// Group id to run as.
@@ -167,6 +171,8 @@ struct RawService {
     #[serde(default)]
     env: BTreeMap<String, String>,
     workdir: Option<PathBuf>,
+    #[serde(default)]
+    dirs: Vec<PathBuf>,
     user: Option<String>,
     group: Option<String>,
     stop_signal: Option<String>,
@@ -373,6 +379,11 @@ pub fn parse(text: &str, file: &Path, root: &Path) -> Result<ServicesFile, Confi
                 format!("{} is not a directory", workdir.display()),
             );
         }
+        for (k, dir) in raw.dirs.iter().enumerate() {
+            if let Err(reason) = check_dir(dir) {
+                e(&format!("dirs[{k}]"), reason);
+            }
+        }
         let (uid, gid) = match resolve_ids(&users, raw.user.as_deref(), raw.group.as_deref()) {
             Ok(ids) => ids,
             Err((field, reason)) => {
@@ -425,6 +436,7 @@ pub fn parse(text: &str, file: &Path, root: &Path) -> Result<ServicesFile, Confi
             ready_timeout_ms,
             env: raw.env.clone(),
             workdir,
+            dirs: raw.dirs.clone(),
             uid,
             gid,
             stop_signal,
@@ -458,6 +470,29 @@ fn line_of(text: &str, offset: usize) -> usize {
     text.get(..offset)
         .map(|t| t.lines().count().max(1))
         .unwrap_or(1)
+}
+
+/// A `dirs` entry: absolute, normal components only, under `/run`, `/var` or `/tmp` (the
+/// writable places of an immutable box).
+fn check_dir(dir: &Path) -> Result<(), String> {
+    use std::path::Component;
+    if !dir.is_absolute() {
+        return Err(format!("{} must be an absolute path", dir.display()));
+    }
+    let parts: Vec<_> = dir.components().skip(1).collect();
+    if parts.iter().any(|c| !matches!(c, Component::Normal(_))) {
+        return Err(format!("{} must not contain `.` or `..`", dir.display()));
+    }
+    let writable = ["run", "var", "tmp"];
+    match parts.first() {
+        Some(Component::Normal(top)) if parts.len() >= 2 && writable.iter().any(|w| top == w) => {
+            Ok(())
+        }
+        _ => Err(format!(
+            "{} is not below /run, /var or /tmp (the root filesystem is read-only)",
+            dir.display()
+        )),
+    }
 }
 
 fn check_name(name: &str) -> Result<(), String> {
@@ -682,6 +717,7 @@ mod tests {
             ready = { tcp = "127.0.0.1:80", timeout_ms = 5000 }
             env = { A = "1" }
             workdir = "/etc"
+            dirs = ["/run/web", "/var/lib/web"]
             user = "haproxy"
             stop_signal = "USR1"
             stop_grace_ms = 2000
@@ -698,6 +734,10 @@ mod tests {
         assert_eq!(web.ready, Readiness::Tcp("127.0.0.1:80".parse().unwrap()));
         assert_eq!(web.ready_timeout_ms, 5000);
         assert_eq!(web.uid, Some(108));
+        assert_eq!(
+            web.dirs,
+            vec![PathBuf::from("/run/web"), PathBuf::from("/var/lib/web")]
+        );
         assert_eq!(web.gid, Some(113));
         assert_eq!(web.stop_signal, Signal::SIGUSR1);
         assert_eq!(web.start_limit.burst, 3);
@@ -758,6 +798,32 @@ mod tests {
     fn wrong_type_names_field() {
         let e = parse_err("[[service]]\nname = \"web\"\nexec = \"/bin/daemon\"\n");
         assert!(e[0].contains("service \"web\": field `exec`"), "{e:?}");
+    }
+
+    #[test]
+    fn dirs_must_be_below_the_writable_trees() {
+        let e = parse_err(
+            r#"
+            [[service]]
+            name = "web"
+            exec = ["/bin/daemon"]
+            dirs = ["/etc/web", "run/x", "/run/../etc", "/var", "/tmp/ok"]
+            "#,
+        );
+        assert_eq!(e.len(), 4, "{e:?}");
+        assert!(
+            e[0].contains("field `dirs[0]`: /etc/web is not below /run, /var or /tmp"),
+            "{e:?}"
+        );
+        assert!(
+            e[1].contains("field `dirs[1]`: run/x must be an absolute path"),
+            "{e:?}"
+        );
+        assert!(
+            e[2].contains("field `dirs[2]`: /run/../etc must not contain"),
+            "{e:?}"
+        );
+        assert!(e[3].contains("field `dirs[3]`: /var is not below"), "{e:?}");
     }
 
     #[test]

@@ -352,6 +352,11 @@ impl Runtime {
             .notify
             .as_ref()
             .map(|_| self.settings.notify_socket.as_path());
+        if let Err(e) = spawn::prepare_dirs(svc) {
+            let reason = format!("{}: {e}", svc.name);
+            self.sup.on_spawn_failed(i, &reason, now);
+            return;
+        }
         match spawn::service(svc, notify, cg_file.as_ref()) {
             Ok(sp) => {
                 self.pipes.push(OutPipe {

@@ -26,6 +26,29 @@ pub struct Spawned {
     pub stderr: OwnedFd,
 }
 
+/// Creates the service's `dirs` (mode 0755, missing parents too) and gives the leaf
+/// directories to the service's user, as systemd's `RuntimeDirectory=` does. Called before
+/// every start, so a directory removed at run time comes back.
+pub fn prepare_dirs(svc: &Service) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    for dir in &svc.dirs {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .map_err(|e| io::Error::new(e.kind(), format!("creating {}: {e}", dir.display())))?;
+        if svc.uid.is_some() || svc.gid.is_some() {
+            nix::unistd::chown(
+                dir,
+                svc.uid.map(nix::unistd::Uid::from_raw),
+                svc.gid.map(nix::unistd::Gid::from_raw),
+            )
+            .map_err(|e| io::Error::other(format!("chown {}: {e}", dir.display())))?;
+        }
+    }
+    Ok(())
+}
+
 /// Starts a service's main process.
 pub fn service(
     svc: &Service,

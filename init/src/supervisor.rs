@@ -759,6 +759,7 @@ mod tests {
             ready_timeout_ms: 1000,
             env: BTreeMap::new(),
             workdir: PathBuf::from("/"),
+            dirs: Vec::new(),
             uid: None,
             gid: None,
             stop_signal: Signal::SIGTERM,

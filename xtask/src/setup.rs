@@ -26,6 +26,10 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ),
     ("curl", "HTTP client in the lab's client namespace"),
     (
+        "haproxy",
+        "`haproxy -c` checks the haproxy.cfg the builder renders for the lb role",
+    ),
+    (
         "qemu-system-x86",
         "boots images in the QEMU tests and `cairn run`",
     ),
