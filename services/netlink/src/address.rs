@@ -3,7 +3,9 @@
 
 use std::net::IpAddr;
 
-use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
+use netlink_packet_route::address::{
+    AddressAttribute, AddressHeaderFlags, AddressMessage, AddressScope,
+};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use crate::ipnet::{IpNet, IpNetError};
@@ -67,6 +69,19 @@ pub(crate) fn add_request(index: u32, net: IpNet) -> RouteNetlinkMessage {
             .push(AddressAttribute::Broadcast(broadcast));
     }
     RouteNetlinkMessage::NewAddress(message)
+}
+
+/// Builds `RTM_NEWADDR` like [`add_request`], but an IPv6 address skips duplicate address
+/// detection (`IFA_F_NODAD`) and is usable at once, as a moving virtual IP must be; IPv4
+/// has no DAD and gets the same request as [`add_request`].
+pub(crate) fn add_nodad_request(index: u32, net: IpNet) -> RouteNetlinkMessage {
+    let mut request = add_request(index, net);
+    if net.addr().is_ipv6() {
+        if let RouteNetlinkMessage::NewAddress(message) = &mut request {
+            message.header.flags |= AddressHeaderFlags::Nodad;
+        }
+    }
+    request
 }
 
 /// Builds `RTM_DELADDR` for `net` on link `index` (`IFA_LOCAL` identifies the address).
@@ -168,6 +183,14 @@ mod tests {
                 .octets()
         );
         assert_eq!(&b[28..32], &[20, 0, 1, 0]);
+    }
+
+    #[test]
+    fn nodad_flag_only_for_ipv6() {
+        let b = bytes(&add_nodad_request(4, net("2001:db8::1/64")));
+        assert_eq!(&b[0..4], &[10, 64, 2, 0]); // IFA_F_NODAD in the header flags
+        let b = bytes(&add_nodad_request(3, net("192.0.2.10/24")));
+        assert_eq!(b, bytes(&add_request(3, net("192.0.2.10/24"))));
     }
 
     #[test]

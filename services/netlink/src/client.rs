@@ -79,6 +79,18 @@ pub enum Operation {
         /// The new name.
         name: String,
     },
+    /// Creating a macvlan link.
+    CreateMacvlan {
+        /// The new link's name.
+        name: String,
+        /// The link it sits on.
+        parent: LinkLabel,
+    },
+    /// Deleting a link.
+    DeleteLink {
+        /// The link.
+        link: LinkLabel,
+    },
     /// Dumping addresses.
     ListAddresses,
     /// Adding an address.
@@ -123,6 +135,8 @@ impl Operation {
             Operation::SetUp { link }
             | Operation::SetDown { link }
             | Operation::Rename { link, .. }
+            | Operation::CreateMacvlan { parent: link, .. }
+            | Operation::DeleteLink { link }
             | Operation::AddAddress { link, .. }
             | Operation::DelAddress { link, .. }
             | Operation::AddRoute { link, .. }
@@ -160,6 +174,13 @@ impl fmt::Display for Operation {
             Operation::SetUp { link } => write!(f, "set {link} up"),
             Operation::SetDown { link } => write!(f, "set {link} down"),
             Operation::Rename { link, name } => write!(f, "rename {link} to {name}"),
+            Operation::CreateMacvlan { name, parent } => {
+                write!(f, "create macvlan {name} on {parent}")
+            }
+            Operation::DeleteLink { link } => match &link.name {
+                Some(name) => write!(f, "delete link {name}"),
+                None => write!(f, "delete link #{}", link.index),
+            },
             Operation::ListAddresses => f.write_str("list addresses"),
             Operation::AddAddress { net, link } => write!(f, "add address {net} on {link}"),
             Operation::DelAddress { net, link } => write!(f, "delete address {net} on {link}"),
@@ -386,6 +407,34 @@ impl Netlink {
         }
     }
 
+    /// Creates a macvlan link `name` in private mode with hardware address `mac` on link
+    /// `parent`, left down (cairn-vipd's VRRP virtual MAC links). Fails with `EEXIST` if a
+    /// link of that name exists.
+    pub fn create_macvlan(
+        &mut self,
+        parent: u32,
+        name: &str,
+        mac: [u8; 6],
+    ) -> Result<(), NetlinkError> {
+        let op = Operation::CreateMacvlan {
+            name: name.to_owned(),
+            parent: LinkLabel::new(parent),
+        };
+        match link::macvlan_request(parent, name, mac) {
+            Ok(request) => self.ack(op, request, NLM_F_CREATE | NLM_F_EXCL),
+            Err(source) => Err(NetlinkError::Link { op, source }),
+        }
+    }
+
+    /// Deletes link `index` (its addresses and routes go with it). Fails with `ENODEV` if
+    /// there is no such link.
+    pub fn delete_link(&mut self, index: u32) -> Result<(), NetlinkError> {
+        let op = Operation::DeleteLink {
+            link: LinkLabel::new(index),
+        };
+        self.ack(op, link::delete_request(index), 0)
+    }
+
     /// Lists the addresses of every link.
     pub fn all_addresses(&mut self) -> Result<Vec<Address>, NetlinkError> {
         let op = Operation::ListAddresses;
@@ -437,6 +486,31 @@ impl Netlink {
             Ok(()) => Ok(true),
             // IPv6 says EEXIST for the same address with another prefix: only the exact
             // address counts as done.
+            Err(e) if e.errno() == Some(Errno::EEXIST) => {
+                if self.addresses(index)?.contains(&net) {
+                    Ok(false)
+                } else {
+                    Err(e)
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Like [`Netlink::ensure_address`], but an IPv6 address skips duplicate address
+    /// detection (`IFA_F_NODAD`), so it is usable (bindable, announceable) at once: what a
+    /// virtual IP moving to a new master needs. IPv4 is the same as `ensure_address`.
+    pub fn ensure_address_nodad(&mut self, index: u32, net: IpNet) -> Result<bool, NetlinkError> {
+        let op = Operation::AddAddress {
+            net,
+            link: LinkLabel::new(index),
+        };
+        match self.ack(
+            op,
+            address::add_nodad_request(index, net),
+            NLM_F_CREATE | NLM_F_EXCL,
+        ) {
+            Ok(()) => Ok(true),
             Err(e) if e.errno() == Some(Errno::EEXIST) => {
                 if self.addresses(index)?.contains(&net) {
                     Ok(false)
@@ -724,6 +798,25 @@ mod tests {
                     name: "lan0".into(),
                 },
                 "rename eth0 to lan0",
+            ),
+            (
+                Operation::CreateMacvlan {
+                    name: "vrrp.51".into(),
+                    parent: label(2, Some("eth0")),
+                },
+                "create macvlan vrrp.51 on eth0",
+            ),
+            (
+                Operation::DeleteLink {
+                    link: label(7, None),
+                },
+                "delete link #7",
+            ),
+            (
+                Operation::DeleteLink {
+                    link: label(7, Some("vrrp.51")),
+                },
+                "delete link vrrp.51",
             ),
             (
                 Operation::DelAddress {

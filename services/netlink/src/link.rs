@@ -2,7 +2,9 @@
 //! requests that list, bring up/down and rename them.
 
 use netlink_packet_route::RouteNetlinkMessage;
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoMacVlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
+};
 
 /// Longest interface name the kernel accepts (`IFNAMSIZ` - 1).
 pub const MAX_NAME_LEN: usize = 15;
@@ -76,6 +78,37 @@ pub(crate) fn rename_request(index: u32, name: &str) -> Result<RouteNetlinkMessa
         .attributes
         .push(LinkAttribute::IfName(name.to_owned()));
     Ok(RouteNetlinkMessage::SetLink(message))
+}
+
+/// Builds the `RTM_NEWLINK` request that creates a macvlan link `name` in private mode
+/// (its frames never reach sibling macvlans) with hardware address `mac` on top of link
+/// `parent`, created down. cairn-vipd puts VRRP virtual MACs on such links.
+pub(crate) fn macvlan_request(
+    parent: u32,
+    name: &str,
+    mac: [u8; 6],
+) -> Result<RouteNetlinkMessage, LinkError> {
+    validate_name(name)?;
+    let mut message = LinkMessage::default();
+    message.attributes = vec![
+        LinkAttribute::IfName(name.to_owned()),
+        LinkAttribute::Link(parent),
+        LinkAttribute::Address(mac.to_vec()),
+        LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::MacVlan),
+            LinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(
+                MacVlanMode::Private,
+            )])),
+        ]),
+    ];
+    Ok(RouteNetlinkMessage::NewLink(message))
+}
+
+/// Builds the `RTM_DELLINK` request that deletes link `index`.
+pub(crate) fn delete_request(index: u32) -> RouteNetlinkMessage {
+    let mut message = LinkMessage::default();
+    message.header.index = index;
+    RouteNetlinkMessage::DelLink(message)
 }
 
 /// Checks a name against the kernel's rules (`dev_valid_name`), so a bad name fails before
@@ -264,6 +297,48 @@ mod tests {
         assert_eq!(bytes.len(), 16 + 12);
         assert_eq!(&bytes[16..20], &[9, 0, 3, 0]);
         assert_eq!(&bytes[20..25], b"lan0\0");
+    }
+
+    #[test]
+    fn macvlan_request_bytes() {
+        let Ok(RouteNetlinkMessage::NewLink(m)) =
+            macvlan_request(2, "vrrp.51", [0, 0, 0x5e, 0, 1, 51])
+        else {
+            panic!("macvlan request should build");
+        };
+        assert_eq!(m.header.index, 0);
+        let mut bytes = vec![0; m.buffer_len()];
+        m.emit(&mut bytes);
+        let attrs = &bytes[16..];
+        // IFLA_IFNAME (3): "vrrp.51\0" = 4 + 8.
+        assert_eq!(&attrs[0..4], &[12, 0, 3, 0]);
+        assert_eq!(&attrs[4..12], b"vrrp.51\0");
+        // IFLA_LINK (5): parent index.
+        assert_eq!(&attrs[12..16], &[8, 0, 5, 0]);
+        assert_eq!(&attrs[16..20], &2u32.to_ne_bytes());
+        // IFLA_ADDRESS (1): 4 + 6, padded to 12.
+        assert_eq!(&attrs[20..24], &[10, 0, 1, 0]);
+        assert_eq!(&attrs[24..30], &[0, 0, 0x5e, 0, 1, 51]);
+        // IFLA_LINKINFO (18) { IFLA_INFO_KIND (1) "macvlan\0", IFLA_INFO_DATA (2)
+        // { IFLA_MACVLAN_MODE (1) = MACVLAN_MODE_PRIVATE (1) } }.
+        let info = &attrs[32..];
+        assert_eq!(&info[0..4], &[28, 0, 18, 0]);
+        assert_eq!(&info[4..8], &[12, 0, 1, 0]);
+        assert_eq!(&info[8..16], b"macvlan\0");
+        assert_eq!(&info[16..20], &[12, 0, 2, 0]);
+        assert_eq!(&info[20..24], &[8, 0, 1, 0]);
+        assert_eq!(&info[24..28], &1u32.to_ne_bytes());
+        assert_eq!(bytes.len(), 16 + 32 + 28);
+        assert!(macvlan_request(2, "bad/name", [0; 6]).is_err());
+    }
+
+    #[test]
+    fn delete_request_names_the_index() {
+        let RouteNetlinkMessage::DelLink(m) = delete_request(9) else {
+            panic!("not a DelLink");
+        };
+        assert_eq!(m.header.index, 9);
+        assert!(m.attributes.is_empty());
     }
 
     #[test]

@@ -430,3 +430,73 @@ fn errors_name_a_missing_interface() {
         assert!(nl.addresses(missing).unwrap().is_empty());
     });
 }
+
+#[test]
+fn creates_and_deletes_a_private_macvlan() {
+    in_fresh_netns(|| {
+        let mut nl = Netlink::open().unwrap();
+        let parent = veth(&mut nl);
+        let vmac = [0x00, 0x00, 0x5e, 0x00, 0x01, 51];
+        nl.create_macvlan(parent.index, "vrrp.51", vmac).unwrap();
+        let link = nl.link_by_name("vrrp.51").unwrap().expect("macvlan exists");
+        assert_eq!(link.mac, Some(vmac));
+        assert!(!link.up, "created down");
+        let shown = ip_json(&["-d", "link", "show", "vrrp.51"]);
+        let info = &shown[0]["linkinfo"];
+        assert_eq!(info["info_kind"], "macvlan", "{shown}");
+        assert_eq!(info["info_data"]["mode"], "private", "{shown}");
+        assert_eq!(shown[0]["link"], parent.name.as_str(), "{shown}");
+        // A second one with the same name is refused.
+        let e = nl
+            .create_macvlan(parent.index, "vrrp.51", vmac)
+            .unwrap_err();
+        assert_eq!(e.errno(), Some(Errno::EEXIST), "{e}");
+        assert!(
+            e.to_string().starts_with("create macvlan vrrp.51 on "),
+            "{e}"
+        );
+        nl.delete_link(link.index).unwrap();
+        assert!(nl.link_by_name("vrrp.51").unwrap().is_none());
+        let e = nl.delete_link(link.index).unwrap_err();
+        assert_eq!(e.errno(), Some(Errno::ENODEV), "{e}");
+        assert_eq!(
+            e.to_string().split(':').next(),
+            Some(format!("delete link #{}", link.index).as_str())
+        );
+    });
+}
+
+#[test]
+fn nodad_ipv6_address_is_usable_at_once() {
+    in_fresh_netns(|| {
+        let mut nl = Netlink::open().unwrap();
+        let link = veth(&mut nl);
+        nl.set_up(link.index).unwrap();
+        let vip = net("2001:db8::100/64");
+        assert!(nl.ensure_address_nodad(link.index, vip).unwrap());
+        assert!(
+            !nl.ensure_address_nodad(link.index, vip).unwrap(),
+            "second time: done"
+        );
+        let out = ip(&["-6", "addr", "show", "dev", &link.name]);
+        let line = out
+            .lines()
+            .find(|l| l.contains("2001:db8::100/64"))
+            .unwrap_or_else(|| panic!("address missing: {out}"));
+        assert!(line.contains("nodad"), "{line}");
+        assert!(!line.contains("tentative"), "{line}");
+        // Bindable right away: no DAD wait.
+        std::net::UdpSocket::bind("[2001:db8::100]:0").unwrap();
+        assert!(nl.ensure_no_address(link.index, vip).unwrap());
+        // IPv4 takes the plain path.
+        assert!(
+            nl.ensure_address_nodad(link.index, net("192.0.2.100/24"))
+                .unwrap()
+        );
+        assert!(
+            nl.addresses(link.index)
+                .unwrap()
+                .contains(&net("192.0.2.100/24"))
+        );
+    });
+}

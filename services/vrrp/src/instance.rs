@@ -7,8 +7,8 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use crate::counters::Counters;
-use crate::packet::Received;
+use crate::counters::{Counters, DropReason};
+use crate::packet::{MAX_INTERVAL_CS, Received};
 
 /// States of RFC 5798.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,42 +81,117 @@ pub enum Action {
     },
 }
 
+/// Priority of the address owner.
+pub const OWNER_PRIORITY: u8 = 255;
+
+/// Nanoseconds in one centisecond.
+const NANOS_PER_CS: u64 = 10_000_000;
+
+/// Skew_Time = ((256 - priority) * Master_Adver_Interval) / 256, exactly (to the nanosecond,
+/// rounded down) rather than in whole centiseconds.
+pub fn skew_time(priority: u8, master_adver_interval_cs: u16) -> Duration {
+    let weight = 256 - u64::from(priority);
+    Duration::from_nanos(weight * u64::from(master_adver_interval_cs) * NANOS_PER_CS / 256)
+}
+
+/// Master_Down_Interval = 3 * Master_Adver_Interval + Skew_Time.
+pub fn master_down_interval(priority: u8, master_adver_interval_cs: u16) -> Duration {
+    centiseconds(master_adver_interval_cs) * 3 + skew_time(priority, master_adver_interval_cs)
+}
+
+/// A centisecond count as a [`Duration`].
+pub fn centiseconds(cs: u16) -> Duration {
+    Duration::from_nanos(u64::from(cs) * NANOS_PER_CS)
+}
+
 /// One virtual router.
 #[derive(Debug, Clone)]
 pub struct Instance {
     config: InstanceConfig,
     counters: Counters,
+    state: State,
+    /// Effective priority: the configured one, or what health tracking set.
+    priority: u8,
+    /// Master_Adver_Interval: the interval the current master advertises (ours until learnt).
+    master_adver_interval_cs: u16,
+    /// Adver_Timer (Master only).
+    adver_timer: Option<Instant>,
+    /// Master_Down_Timer (Backup only).
+    master_down_timer: Option<Instant>,
+    /// Next announcement round (Master only) and how many rounds are left after it.
+    announce_timer: Option<Instant>,
+    announce_left: u32,
+    /// Source of the last advert accepted from a master (Backup).
+    master: Option<IpAddr>,
 }
 
 impl Instance {
     /// A new instance in [`State::Initialize`].
     pub fn new(config: InstanceConfig) -> Self {
+        let priority = config.priority;
+        let master_adver_interval_cs = config.interval_cs.max(1);
         Self {
             config,
             counters: Counters::default(),
+            state: State::Initialize,
+            priority,
+            master_adver_interval_cs,
+            adver_timer: None,
+            master_down_timer: None,
+            announce_timer: None,
+            announce_left: 0,
+            master: None,
         }
     }
 
     /// Feeds one input at time `now`; returns what to do.
     pub fn handle(&mut self, input: Input, now: Instant) -> Vec<Action> {
-        let _ = (input, now);
-        todo!()
+        let mut actions = Vec::new();
+        match input {
+            Input::Startup => self.startup(now, &mut actions),
+            Input::Shutdown => self.shutdown(&mut actions),
+            Input::Advert(received) => self.advert(&received, now, &mut actions),
+            Input::Timer => self.timers(now, &mut actions),
+            Input::SetPriority(priority) => self.set_priority(priority, now, &mut actions),
+        }
+        actions
+    }
+
+    /// A master gives up its role without stopping: it sends a priority-0 advert (so the best
+    /// backup takes over after its Skew_Time), removes the VIPs and listens as Backup. With no
+    /// other router it becomes master again after Master_Down_Interval. Does nothing unless
+    /// Master.
+    pub fn resign(&mut self, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if self.state == State::Master {
+            self.send(0, &mut actions);
+            self.master = None;
+            self.become_backup(now, &mut actions);
+        }
+        actions
     }
 
     /// When the next timer fires (advert timer, master-down timer or announcement round);
     /// `None` in Initialize.
     pub fn next_deadline(&self) -> Option<Instant> {
-        todo!()
+        [
+            self.adver_timer,
+            self.master_down_timer,
+            self.announce_timer,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Current state.
     pub fn state(&self) -> State {
-        todo!()
+        self.state
     }
 
     /// Effective priority (after health tracking).
     pub fn priority(&self) -> u8 {
-        todo!()
+        self.priority
     }
 
     /// The configuration.
@@ -126,12 +201,26 @@ impl Instance {
 
     /// Address of the current master as last seen (ourselves when Master), if any.
     pub fn master(&self) -> Option<IpAddr> {
-        todo!()
+        match self.state {
+            State::Master => Some(self.config.primary),
+            State::Backup => self.master,
+            State::Initialize => None,
+        }
     }
 
     /// The master's advertised interval we currently use for Master_Down_Interval.
     pub fn master_interval_cs(&self) -> u16 {
-        todo!()
+        self.master_adver_interval_cs
+    }
+
+    /// Skew_Time for our current priority and Master_Adver_Interval.
+    pub fn skew_time(&self) -> Duration {
+        skew_time(self.priority, self.master_adver_interval_cs)
+    }
+
+    /// Master_Down_Interval for our current priority and Master_Adver_Interval.
+    pub fn master_down_interval(&self) -> Duration {
+        master_down_interval(self.priority, self.master_adver_interval_cs)
     }
 
     /// Counters so far.
@@ -141,6 +230,236 @@ impl Instance {
 
     /// Counts a dropped packet (decode errors are counted by the daemon through this).
     pub fn count_drop(&mut self, reason: crate::DropReason) {
-        *self.counters.dropped.entry(reason).or_default() += 1;
+        self.counters.count_drop(reason);
+    }
+
+    /// Whether we own the addresses (configured priority 255).
+    fn is_owner(&self) -> bool {
+        self.config.priority == OWNER_PRIORITY
+    }
+
+    fn startup(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        if self.state != State::Initialize {
+            return;
+        }
+        self.master_adver_interval_cs = self.config.interval_cs.max(1);
+        self.master = None;
+        if self.priority == OWNER_PRIORITY {
+            self.become_master(now, actions);
+        } else {
+            self.become_backup(now, actions);
+        }
+    }
+
+    fn shutdown(&mut self, actions: &mut Vec<Action>) {
+        let from = self.state;
+        match from {
+            State::Initialize => return,
+            State::Master => {
+                self.send(0, actions);
+                actions.push(Action::RemoveVips);
+            }
+            State::Backup => {}
+        }
+        self.stop_timers();
+        self.master = None;
+        self.state = State::Initialize;
+        actions.push(Action::StateChanged {
+            from,
+            to: State::Initialize,
+        });
+    }
+
+    fn advert(&mut self, received: &Received, now: Instant, actions: &mut Vec<Action>) {
+        if self.state == State::Initialize {
+            return;
+        }
+        let advert = &received.advert;
+        if advert.vrid != self.config.vrid {
+            self.count_drop(DropReason::ForeignVrid);
+            return;
+        }
+        if received.src == self.config.primary {
+            // Our own advert looped back by the multicast socket.
+            return;
+        }
+        self.counters.adverts_rx += 1;
+        if advert.priority == 0 {
+            self.counters.priority_zero_rx += 1;
+        }
+        if !same_addresses(&advert.addresses, &self.config.vips) {
+            self.count_drop(DropReason::AddressMismatch);
+        }
+        if self.is_owner() {
+            self.count_drop(DropReason::OwnerIgnores);
+            return;
+        }
+        match self.state {
+            State::Initialize => {}
+            State::Backup => {
+                if advert.priority == 0 {
+                    // The master resigned: take over after Skew_Time unless a better backup
+                    // speaks first.
+                    self.master = None;
+                    self.master_down_timer = Some(now + self.skew_time());
+                } else if !self.config.preempt || advert.priority >= self.priority {
+                    self.learn_master(received, now);
+                }
+                // Otherwise a lower-priority master while we preempt: let the timer run out.
+            }
+            State::Master => {
+                if advert.priority == 0 {
+                    // A resigning router: assert ourselves at once.
+                    self.send(self.priority, actions);
+                    self.adver_timer = Some(now + centiseconds(self.config.interval_cs.max(1)));
+                } else if advert.priority > self.priority
+                    || (advert.priority == self.priority
+                        && address_above(received.src, self.config.primary))
+                {
+                    self.learn_master(received, now);
+                    self.become_backup_keeping_timer(actions);
+                }
+                // Otherwise a lower-priority router: discard, our next advert tells it.
+            }
+        }
+    }
+
+    /// Accepts `received` as the current master's advert: learn its interval, restart
+    /// Master_Down_Timer.
+    fn learn_master(&mut self, received: &Received, now: Instant) {
+        self.master_adver_interval_cs = received.advert.interval_cs.clamp(1, MAX_INTERVAL_CS);
+        self.master = Some(received.src);
+        self.master_down_timer = Some(now + self.master_down_interval());
+    }
+
+    fn timers(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        match self.state {
+            State::Initialize => {}
+            State::Backup => {
+                if self.master_down_timer.is_some_and(|t| t <= now) {
+                    self.become_master(now, actions);
+                }
+            }
+            State::Master => {
+                if self.adver_timer.is_some_and(|t| t <= now) {
+                    self.send(self.priority, actions);
+                    self.adver_timer = Some(now + centiseconds(self.config.interval_cs.max(1)));
+                }
+                if self.announce_timer.is_some_and(|t| t <= now) {
+                    self.announce(now, actions);
+                }
+            }
+        }
+    }
+
+    fn set_priority(&mut self, priority: u8, now: Instant, actions: &mut Vec<Action>) {
+        if self.is_owner() {
+            return;
+        }
+        let priority = priority.clamp(1, OWNER_PRIORITY - 1);
+        if priority == self.priority {
+            return;
+        }
+        self.priority = priority;
+        if self.state == State::Master {
+            // Tell backups now rather than at the next Adver_Timer, so a preempting backup
+            // that now outranks us stops restarting its Master_Down_Timer at once.
+            self.send(priority, actions);
+            self.adver_timer = Some(now + centiseconds(self.config.interval_cs.max(1)));
+        }
+    }
+
+    fn become_master(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        let from = self.state;
+        self.stop_timers();
+        self.state = State::Master;
+        self.counters.became_master += 1;
+        self.send(self.priority, actions);
+        self.adver_timer = Some(now + centiseconds(self.config.interval_cs.max(1)));
+        actions.push(Action::AddVips);
+        self.announce_left = self.config.announce_count.max(1);
+        self.announce(now, actions);
+        actions.push(Action::StateChanged {
+            from,
+            to: State::Master,
+        });
+    }
+
+    /// Enters Backup with a fresh Master_Down_Timer (startup, resign).
+    fn become_backup(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        self.master_down_timer = Some(now + self.master_down_interval());
+        self.become_backup_keeping_timer(actions);
+    }
+
+    /// Enters Backup with the Master_Down_Timer already set by the caller.
+    fn become_backup_keeping_timer(&mut self, actions: &mut Vec<Action>) {
+        let from = self.state;
+        self.adver_timer = None;
+        self.announce_timer = None;
+        self.announce_left = 0;
+        self.state = State::Backup;
+        self.counters.became_backup += 1;
+        if from == State::Master {
+            actions.push(Action::RemoveVips);
+        }
+        actions.push(Action::StateChanged {
+            from,
+            to: State::Backup,
+        });
+    }
+
+    /// One announcement round; schedules the next while rounds are left.
+    fn announce(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        actions.push(Action::Announce);
+        let frames = u64::try_from(self.config.vips.len()).unwrap_or(u64::MAX);
+        self.counters.announcements_tx = self.counters.announcements_tx.saturating_add(frames);
+        self.announce_left = self.announce_left.saturating_sub(1);
+        self.announce_timer = (self.announce_left > 0).then(|| now + self.config.announce_interval);
+    }
+
+    fn send(&mut self, priority: u8, actions: &mut Vec<Action>) {
+        self.counters.adverts_tx += 1;
+        if priority == 0 {
+            self.counters.priority_zero_tx += 1;
+        }
+        actions.push(Action::SendAdvert { priority });
+    }
+
+    fn stop_timers(&mut self) {
+        self.adver_timer = None;
+        self.master_down_timer = None;
+        self.announce_timer = None;
+        self.announce_left = 0;
     }
 }
+
+/// Whether two address lists hold the same addresses, in any order.
+fn same_addresses(a: &[IpAddr], b: &[IpAddr]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut a = a.to_vec();
+    let mut b = b.to_vec();
+    a.sort_unstable();
+    b.sort_unstable();
+    a == b
+}
+
+/// Whether `a` is above `b` compared as unsigned integers in network byte order (RFC 5798
+/// 6.4.3 tie-break). Across families (never on one link's instance) IPv6 counts as above.
+fn address_above(a: IpAddr, b: IpAddr) -> bool {
+    match (a, b) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => u32::from(a) > u32::from(b),
+        (IpAddr::V6(a), IpAddr::V6(b)) => u128::from(a) > u128::from(b),
+        (IpAddr::V6(_), IpAddr::V4(_)) => true,
+        (IpAddr::V4(_), IpAddr::V6(_)) => false,
+    }
+}
+
+#[cfg(test)]
+#[path = "instance_tests.rs"]
+mod tests;
+
+#[cfg(test)]
+#[path = "scenario_tests.rs"]
+mod scenario_tests;

@@ -11,10 +11,16 @@
 //! - [`instance`]: one virtual router's Initialize / Backup / Master state machine, driven by
 //!   [`instance::Input`]s with an explicit `now`, answering with [`instance::Action`]s.
 //! - [`counters`]: what an instance counts (received, sent, dropped by reason).
+//! - [`checksum`]: the Internet checksum and the IPv4 / IPv6 pseudo-headers both of the
+//!   above use.
+//!
+//! The wire formats are checked against packets captured from keepalived 2.2.7
+//! (`tests/keepalived_fixtures.rs`); `docs/vrrp.md` describes the choices.
 
 #![forbid(unsafe_code)]
 
 pub mod announce;
+pub mod checksum;
 pub mod counters;
 pub mod instance;
 pub mod packet;

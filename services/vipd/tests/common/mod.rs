@@ -1,0 +1,799 @@
+//! Shared scenarios of the privileged cairn-vipd tests: a lab of VRRP nodes on one bridge,
+//! the VIP observer and the bridge capture, run with keepalived, cairn-vipd or a mix.
+//! Every scenario asserts and reports what it measured on stderr (`--nocapture`).
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use cairn_labnet::frames::Seen;
+use cairn_labnet::probe::ProbeSummary;
+use cairn_labnet::vrrpd::{self, Daemon, Instance};
+use cairn_labnet::{AddrWatch, BridgeCapture, Lab, Spawn, require_root};
+
+/// The advertisement interval every scenario runs with.
+pub const ADVERT: Duration = Duration::from_millis(100);
+/// The VIP with its prefix, as configured.
+pub const VIP_CIDR: &str = "192.0.2.100/24";
+/// Allowance on top of protocol timers for scheduling: the daemons, the observer thread
+/// and `ip` commands share two cores with the other tests of the file running in
+/// parallel; timer wake-ups, netlink and the address change itself take a few ms each,
+/// and a busy box delays a thread by tens of ms. 150 ms is 1.5 advert intervals: enough
+/// for that, far below any protocol error it must catch (e.g. waiting a whole extra
+/// Master_Down_Interval).
+pub const MARGIN: Duration = Duration::from_millis(150);
+
+/// The VIP.
+pub fn vip() -> IpAddr {
+    "192.0.2.100".parse().unwrap()
+}
+
+/// Skew_Time of RFC 5798 for `priority` at [`ADVERT`]: ((256 - priority) * interval) / 256.
+pub fn skew(priority: u8) -> Duration {
+    ADVERT * (256 - u32::from(priority)) / 256
+}
+
+/// Master_Down_Interval: 3 * interval + Skew_Time.
+pub fn master_down(priority: u8) -> Duration {
+    ADVERT * 3 + skew(priority)
+}
+
+/// cairn-vipd built by cargo for this test.
+pub fn vipd() -> Daemon {
+    Daemon::CairnVipd(PathBuf::from(env!("CARGO_BIN_EXE_cairn-vipd")))
+}
+
+/// keepalived from PATH; panics if missing.
+pub fn keepalived() -> Daemon {
+    let ok = Command::new("keepalived")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success() || !o.stderr.is_empty());
+    assert!(
+        ok,
+        "keepalived is not installed: run `cargo xtask setup` (apt-get install keepalived)"
+    );
+    Daemon::Keepalived
+}
+
+/// Path of the lab's HTTP responder binary (built by cargo as part of cairn-labnet).
+fn lab_bin(name: &str) -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_BIN_EXE_cairn-vipd")).with_file_name(name);
+    assert!(
+        p.exists(),
+        "{} not found: build it with `cargo build -p cairn-labnet` (cargo xtask test does)",
+        p.display()
+    );
+    p
+}
+
+/// A VRRP node: name, daemon, priority, preempt.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    /// Node name (`a`, `b`, ...).
+    pub name: &'static str,
+    /// Which daemon.
+    pub daemon: Daemon,
+    /// Its priority.
+    pub priority: u8,
+    /// Its preempt setting.
+    pub preempt: bool,
+}
+
+/// `a`(150) and `b`(100), both preempting.
+pub fn pair(da: Daemon, db: Daemon) -> Vec<NodeSpec> {
+    vec![
+        NodeSpec {
+            name: "a",
+            daemon: da,
+            priority: 150,
+            preempt: true,
+        },
+        NodeSpec {
+            name: "b",
+            daemon: db,
+            priority: 100,
+            preempt: true,
+        },
+    ]
+}
+
+/// The lab, the VIP observer over the VRRP nodes, and the bridge capture.
+pub struct Cluster {
+    pub lab: Lab,
+    pub watch: AddrWatch,
+    pub capture: BridgeCapture,
+    pub specs: Vec<NodeSpec>,
+}
+
+impl Cluster {
+    /// VRRP nodes at 192.0.2.11, .12, ... and `extra` plain nodes (name, address/prefix);
+    /// no daemon started yet.
+    pub fn new(specs: Vec<NodeSpec>, extra: &[(&str, &str)]) -> Self {
+        require_root();
+        let mut lab = Lab::new("vt").unwrap();
+        for (i, s) in specs.iter().enumerate() {
+            let addr = format!("192.0.2.{}/24", 11 + i);
+            lab.add_node(s.name, &[&addr]).unwrap();
+        }
+        for (name, addr) in extra {
+            lab.add_node(name, &[addr]).unwrap();
+        }
+        let names: Vec<&str> = specs.iter().map(|s| s.name).collect();
+        let watch = AddrWatch::start(&lab, &names, &[vip()]).unwrap();
+        let capture = BridgeCapture::start(&lab).unwrap();
+        Cluster {
+            lab,
+            watch,
+            capture,
+            specs,
+        }
+    }
+
+    fn spec(&self, node: &str) -> &NodeSpec {
+        self.specs.iter().find(|s| s.name == node).unwrap()
+    }
+
+    /// The node's own address.
+    pub fn addr(&self, node: &str) -> Ipv4Addr {
+        let i = self.specs.iter().position(|s| s.name == node).unwrap();
+        Ipv4Addr::new(192, 0, 2, 11 + u8::try_from(i).unwrap())
+    }
+
+    /// The instance the node runs.
+    pub fn instance(&self, node: &str) -> Instance {
+        let s = self.spec(node);
+        let mut i = Instance::web(s.priority, VIP_CIDR);
+        i.preempt = s.preempt;
+        i
+    }
+
+    /// Names of the VRRP nodes.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.specs.iter().map(|s| s.name).collect()
+    }
+
+    /// Starts the node's daemon.
+    pub fn start(&mut self, node: &str) {
+        let (daemon, inst) = (self.spec(node).daemon.clone(), self.instance(node));
+        vrrpd::start(
+            &mut self.lab,
+            node,
+            &daemon,
+            &inst,
+            &[("CAIRN_LOG", "debug")],
+        )
+        .unwrap();
+    }
+
+    /// Starts `first`, waits until it holds the VIP, then starts the others (a
+    /// deterministic first master even with preempt off); returns how long `first` took.
+    pub fn start_with_master(&mut self, first: &str) -> Duration {
+        let t0 = Instant::now();
+        self.start(first);
+        self.expect_holders(&[first], Duration::from_secs(5), "first master");
+        let took = t0.elapsed();
+        for n in self.names() {
+            if n != first {
+                self.start(n);
+            }
+        }
+        // Let the others come up as backups.
+        self.hold_steady(first, Duration::from_millis(600));
+        took
+    }
+
+    /// Node death: SIGKILL to the daemon's process group.
+    pub fn kill9(&mut self, node: &str) {
+        vrrpd::kill9(&mut self.lab, node).unwrap();
+    }
+
+    /// Graceful stop: SIGTERM.
+    pub fn terminate(&self, node: &str) {
+        vrrpd::terminate(&self.lab, node).unwrap();
+    }
+
+    /// What a rebooted node would look like: the VIP a killed daemon left behind is gone.
+    pub fn forget_vip(&self, node: &str) {
+        let _ = self.lab.ip(node, &["addr", "del", VIP_CIDR, "dev", "eth0"]);
+    }
+
+    /// The last lines of every daemon log, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for n in self.names() {
+            if let Ok(p) = self.lab.process(&vrrpd::process_name(n)) {
+                let log = p.log();
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(25)..];
+                out.push_str(&format!(
+                    "--- {} ({}) ---\n{}\n",
+                    n,
+                    self.spec(n).daemon.label(),
+                    tail.join("\n")
+                ));
+            }
+        }
+        out
+    }
+
+    /// Waits until exactly `holders` hold the VIP; panics with the logs otherwise.
+    pub fn expect_holders(&self, holders: &[&str], timeout: Duration, what: &str) {
+        if let Err(got) = self.watch.wait_holders(vip(), holders, timeout) {
+            panic!(
+                "{what}: expected VIP on {holders:?} within {timeout:?}, it is on {got:?}\n{}",
+                self.logs()
+            );
+        }
+    }
+
+    /// Waits until `node` acquires the VIP at or after `since`; returns when.
+    pub fn expect_acquired(
+        &self,
+        node: &str,
+        since: Instant,
+        timeout: Duration,
+        what: &str,
+    ) -> Instant {
+        let (ok, t) = self
+            .watch
+            .wait_until(timeout, |t| t.acquired(vip(), node, since).is_some());
+        if !ok {
+            panic!(
+                "{what}: {node} did not take the VIP within {timeout:?} (holders {:?})\n{}",
+                t.holders(vip()),
+                self.logs()
+            );
+        }
+        t.acquired(vip(), node, since).unwrap()
+    }
+
+    /// Asserts the VIP stays on exactly `holder` among the connected `among` nodes for `d`:
+    /// no release, no second holder.
+    pub fn hold_steady_among(&self, holder: &str, among: &[&str], d: Duration) {
+        let from = Instant::now();
+        std::thread::sleep(d);
+        let to = Instant::now();
+        let t = self.watch.timeline();
+        let mut h = t.holders_at(vip(), from);
+        h.retain(|n| among.contains(&n.as_str()));
+        assert_eq!(
+            h.into_iter().collect::<Vec<_>>(),
+            vec![holder],
+            "holder at start\n{}",
+            self.logs()
+        );
+        let changes: Vec<_> = t
+            .events()
+            .iter()
+            .filter(|e| e.at > from && e.at <= to && among.contains(&e.node.as_str()))
+            .collect();
+        assert!(
+            changes.is_empty(),
+            "VIP moved while it should stay on {holder}: {changes:?}\n{}",
+            self.logs()
+        );
+        assert!(
+            self.watch.errors().is_empty(),
+            "observer errors: {:?}",
+            self.watch.errors()
+        );
+    }
+
+    /// [`Cluster::hold_steady_among`] over all VRRP nodes.
+    pub fn hold_steady(&self, holder: &str, d: Duration) {
+        let names = self.names();
+        self.hold_steady_among(holder, &names, d);
+    }
+
+    /// Waits for a gratuitous ARP for the VIP from `node` at or after `since`; when seen.
+    pub fn wait_garp(&self, node: &str, since: Instant, timeout: Duration) -> Option<Instant> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(g) = self
+                .capture
+                .garps(vip(), since)
+                .iter()
+                .find(|g| g.from == node)
+            {
+                return Some(g.at);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Priority-0 adverts sent by `node` since `since`.
+    pub fn resignations(&self, node: &str, since: Instant) -> usize {
+        self.capture
+            .adverts(51, since)
+            .iter()
+            .filter(|c| c.from == node && matches!(c.seen, Seen::Vrrp { priority: 0, .. }))
+            .count()
+    }
+
+    /// Starts the HTTP responder (body = node name) on 0.0.0.0:80 of `node`.
+    pub fn start_responder(&mut self, node: &str) {
+        let spec = Spawn::new(
+            lab_bin("cairn-lab-responder"),
+            &["--listen", "0.0.0.0:80", "--name", node],
+        );
+        let name = format!("http-{node}");
+        self.lab.spawn(node, &name, &spec).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self
+            .lab
+            .process(&name)
+            .unwrap()
+            .log()
+            .contains("on 0.0.0.0:80")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "responder on {node} did not start"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Starts the probe in `client` against the VIP every 10 ms; returns its output file.
+    pub fn start_probe(&mut self, client: &str, tag: &str) -> PathBuf {
+        let out = self.lab.dir().join(format!("probe-{tag}.jsonl"));
+        let spec = Spawn::new(
+            lab_bin("cairn-lab-probe"),
+            &[
+                "--target",
+                "192.0.2.100:80",
+                "--every-ms",
+                "10",
+                "--timeout-ms",
+                "100",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        );
+        self.lab
+            .spawn(client, &format!("probe-{tag}"), &spec)
+            .unwrap();
+        out
+    }
+
+    /// Stops the probe with SIGTERM and summarises its file.
+    pub fn stop_probe(&mut self, tag: &str, out: &std::path::Path) -> ProbeSummary {
+        let name = format!("probe-{tag}");
+        self.lab
+            .process(&name)
+            .unwrap()
+            .signal(nix::sys::signal::Signal::SIGTERM)
+            .unwrap();
+        let status = self
+            .lab
+            .process_mut(&name)
+            .unwrap()
+            .wait_timeout(Duration::from_secs(5))
+            .unwrap();
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "probe did not stop cleanly: {status:?}"
+        );
+        let (attempts, summary) = ProbeSummary::from_file(out).unwrap();
+        for a in attempts.iter().filter(|a| !a.ok) {
+            eprintln!(
+                "probe {tag}: failed at {:.0} ms: {}",
+                a.t_ms,
+                a.error.as_deref().unwrap_or("?")
+            );
+        }
+        summary
+    }
+}
+
+// ----- scenarios -----
+
+/// All nodes start at once; exactly one master (the highest priority, `a`) after settling.
+pub fn elect(daemons: &[Daemon]) {
+    let prios = [150u8, 100, 50];
+    let names = ["a", "b", "c"];
+    let specs = daemons
+        .iter()
+        .enumerate()
+        .map(|(i, d)| NodeSpec {
+            name: names[i],
+            daemon: d.clone(),
+            priority: prios[i],
+            preempt: true,
+        })
+        .collect();
+    let mut c = Cluster::new(specs, &[]);
+    let t0 = Instant::now();
+    for n in c.names() {
+        c.start(n);
+    }
+    c.expect_holders(&["a"], Duration::from_secs(5), "election");
+    let elected = t0.elapsed();
+    c.hold_steady("a", Duration::from_millis(700));
+    let adverts = c.capture.adverts(51, t0);
+    assert!(
+        adverts.iter().any(|a| a.from == "a"),
+        "the master advertises on the bridge"
+    );
+    eprintln!(
+        "elect {}: master a after {:.0} ms (from starting {} daemons)",
+        labels(daemons),
+        ms(elected),
+        daemons.len()
+    );
+}
+
+fn labels(daemons: &[Daemon]) -> String {
+    daemons
+        .iter()
+        .map(Daemon::label)
+        .collect::<Vec<_>>()
+        .join("+")
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// The master dies (SIGKILL, then the cable is cut; in this order so the daemon cannot
+/// react to the carrier loss first, as keepalived does by resigning): the backup (priority 100) owns the VIP
+/// within Master_Down_Interval + [`MARGIN`], and not earlier than Master_Down_Interval
+/// minus one interval (the last advert may have left just before the cut). Returns the
+/// cluster (a dead, b master) and the takeover time.
+pub fn node_death(da: Daemon, db: Daemon, preempt: bool) -> (Cluster, Duration) {
+    let mut specs = pair(da, db);
+    for s in &mut specs {
+        s.preempt = preempt;
+    }
+    let mut c = Cluster::new(specs, &[]);
+    c.start_with_master("a");
+    let t0 = Instant::now();
+    c.kill9("a");
+    c.lab.cut("a").unwrap();
+    let at = c.expect_acquired("b", t0, Duration::from_secs(3), "node death");
+    let took = at - t0;
+    let mdi = master_down(100);
+    assert!(
+        took <= mdi + MARGIN,
+        "takeover after {:.0} ms > Master_Down_Interval {:.0} ms + margin {:.0} ms\n{}",
+        ms(took),
+        ms(mdi),
+        ms(MARGIN),
+        c.logs()
+    );
+    assert!(
+        took + ADVERT + Duration::from_millis(20) >= mdi,
+        "takeover after {:.0} ms: earlier than Master_Down_Interval {:.0} ms allows\n{}",
+        ms(took),
+        ms(mdi),
+        c.logs()
+    );
+    assert_eq!(
+        c.resignations("a", t0),
+        0,
+        "a dead node sends no priority-0 advert"
+    );
+    let garp = c.wait_garp("b", t0, Duration::from_secs(2));
+    assert!(
+        garp.is_some(),
+        "the new master announces the VIP with gratuitous ARP\n{}",
+        c.logs()
+    );
+    c.hold_steady_among("b", &["b"], Duration::from_millis(300));
+    eprintln!(
+        "node death ({}→{}): b took over after {:.0} ms (Master_Down_Interval {:.0} ms)",
+        c.spec("a").daemon.label(),
+        c.spec("b").daemon.label(),
+        ms(took),
+        ms(mdi)
+    );
+    (c, took)
+}
+
+/// After node death the old master comes back (cable in, daemon restarted as after a
+/// reboot): with preempt it takes the VIP back, without it stays backup.
+pub fn comeback(da: Daemon, db: Daemon, preempt: bool) {
+    let (mut c, _) = node_death(da, db, preempt);
+    c.forget_vip("a");
+    c.lab.heal("a").unwrap();
+    let t0 = Instant::now();
+    c.start("a");
+    if preempt {
+        c.expect_holders(
+            &["a"],
+            Duration::from_secs(5),
+            "preemption by the returning master",
+        );
+        let took = t0.elapsed();
+        c.hold_steady("a", Duration::from_millis(500));
+        eprintln!(
+            "comeback with preempt: a master again {:.0} ms after restart",
+            ms(took)
+        );
+    } else {
+        c.hold_steady("b", Duration::from_millis(1500));
+        assert_eq!(c.watch.timeline().acquired(vip(), "a", t0), None);
+        eprintln!("comeback without preempt: b kept the VIP for 1.5 s after a restarted");
+    }
+}
+
+/// SIGTERM on the master: it resigns with priority 0 and the backup takes over after
+/// about Skew_Time, far sooner than node death could be detected.
+pub fn graceful(da: Daemon, db: Daemon) -> Duration {
+    let mut c = Cluster::new(pair(da, db), &[]);
+    c.start_with_master("a");
+    let t0 = Instant::now();
+    c.terminate("a");
+    let at = c.expect_acquired("b", t0, Duration::from_secs(3), "graceful handover");
+    let took = at - t0;
+    let status = c
+        .lab
+        .process_mut(&vrrpd::process_name("a"))
+        .unwrap()
+        .wait_timeout(Duration::from_secs(3))
+        .unwrap();
+    assert!(
+        status.is_some(),
+        "a did not exit after SIGTERM\n{}",
+        c.logs()
+    );
+    assert!(
+        c.resignations("a", t0) >= 1,
+        "a sent a priority-0 advert\n{}",
+        c.logs()
+    );
+    let limit = skew(100) + MARGIN;
+    assert!(
+        took <= limit,
+        "handover after {:.0} ms > Skew_Time {:.0} ms + margin\n{}",
+        ms(took),
+        ms(skew(100)),
+        c.logs()
+    );
+    assert!(
+        took < master_down(100) - ADVERT,
+        "handover ({:.0} ms) not faster than the quickest node-death takeover ({:.0} ms)",
+        ms(took),
+        ms(master_down(100) - ADVERT)
+    );
+    c.hold_steady_among("b", &["a", "b"], Duration::from_millis(300));
+    eprintln!(
+        "graceful ({}→{}): b took over {:.0} ms after SIGTERM (Skew_Time {:.0} ms, node death needs ≥ {:.0} ms)",
+        c.spec("a").daemon.label(),
+        c.spec("b").daemon.label(),
+        ms(took),
+        ms(skew(100)),
+        ms(master_down(100) - ADVERT)
+    );
+    took
+}
+
+/// Partition at the switch (carrier stays, daemons keep running): both become master;
+/// after the heal the overlap ends within one interval + margin, `a` (higher priority)
+/// keeps the VIP; outside the partition two connected nodes never both hold it.
+pub fn partition(da: Daemon, db: Daemon) {
+    let mut c = Cluster::new(pair(da, db), &[]);
+    c.start_with_master("a");
+    let start = Instant::now();
+    c.lab.isolate("a").unwrap();
+    let t_cut = Instant::now();
+    c.expect_holders(
+        &["a", "b"],
+        Duration::from_secs(3),
+        "both masters while partitioned",
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let t_heal = Instant::now();
+    c.lab.rejoin("a").unwrap();
+    c.expect_holders(
+        &["a"],
+        Duration::from_secs(3),
+        "single master after the heal",
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let end = Instant::now();
+    let t = c.watch.timeline();
+    let before = t.overlaps(vip(), &["a", "b"], start, t_cut);
+    assert!(
+        before.is_empty(),
+        "overlap before the partition: {before:?}"
+    );
+    let after = t.overlaps(vip(), &["a", "b"], t_heal, end);
+    assert_eq!(
+        after.len(),
+        1,
+        "one overlap (the partition's) reaching past the heal: {after:?}"
+    );
+    let tail = after[0].end - t_heal;
+    assert!(
+        tail <= ADVERT + MARGIN,
+        "two masters for {:.0} ms after the heal (limit {:.0} ms)\n{}",
+        ms(tail),
+        ms(ADVERT + MARGIN),
+        c.logs()
+    );
+    assert!(
+        t.vacancies(vip(), &["a", "b"], start, end).is_empty(),
+        "the VIP was never unowned"
+    );
+    assert!(c.watch.errors().is_empty());
+    eprintln!(
+        "partition ({}+{}): both masters during the partition, overlap ended {:.0} ms after the heal",
+        c.spec("a").daemon.label(),
+        c.spec("b").daemon.label(),
+        ms(tail)
+    );
+}
+
+/// Interop in one VRID: `a` (150, da) and `b` (100, db) elect `a`; killing `a` hands the
+/// VIP to `b`.
+pub fn interop(da: Daemon, db: Daemon) {
+    let mut c = Cluster::new(pair(da.clone(), db.clone()), &[]);
+    c.start_with_master("a");
+    // Both speak: b's adverts are not needed, but b must have heard a (it stays backup).
+    let t0 = Instant::now();
+    c.kill9("a");
+    c.lab.cut("a").unwrap();
+    let at = c.expect_acquired("b", t0, Duration::from_secs(3), "interop failover");
+    assert!(
+        at - t0 <= master_down(100) + MARGIN,
+        "interop takeover after {:.0} ms",
+        ms(at - t0)
+    );
+    eprintln!(
+        "interop {}(150) → {}(100): elected a, b took over {:.0} ms after a died",
+        da.label(),
+        db.label(),
+        ms(at - t0)
+    );
+}
+
+/// HTTP clients through the VIP: responders on `a` and `b`, a client `cl` probing every
+/// 10 ms. First a graceful SIGTERM handover (a → b), then, with `a` back as master, a
+/// node death. Returns (graceful summary, death summary, death takeover).
+pub fn probing(da: Daemon, db: Daemon) -> (ProbeSummary, ProbeSummary, Duration) {
+    let mut c = Cluster::new(pair(da, db), &[("cl", "192.0.2.200/24")]);
+    c.start_responder("a");
+    c.start_responder("b");
+    c.start_with_master("a");
+
+    // Graceful handover.
+    let out = c.start_probe("cl", "graceful");
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    c.terminate("a");
+    let at = c.expect_acquired("b", t0, Duration::from_secs(3), "graceful handover");
+    std::thread::sleep(Duration::from_millis(500));
+    let graceful = c.stop_probe("graceful", &out);
+    eprintln!(
+        "probe across graceful handover (b after {:.0} ms): {}",
+        ms(at - t0),
+        graceful.line()
+    );
+    assert!(
+        graceful.per_body.contains_key("a") && graceful.per_body.contains_key("b"),
+        "{}",
+        graceful.line()
+    );
+
+    // a comes back and preempts; then dies.
+    c.lab
+        .process_mut(&vrrpd::process_name("a"))
+        .unwrap()
+        .wait_timeout(Duration::from_secs(3))
+        .unwrap();
+    c.start("a");
+    c.expect_holders(&["a"], Duration::from_secs(5), "a preempts back");
+    let out = c.start_probe("cl", "death");
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    c.kill9("a");
+    c.lab.cut("a").unwrap();
+    let at = c.expect_acquired("b", t0, Duration::from_secs(3), "node death");
+    let takeover = at - t0;
+    std::thread::sleep(Duration::from_millis(500));
+    let death = c.stop_probe("death", &out);
+    eprintln!(
+        "probe across node death (b after {:.0} ms): {}",
+        ms(takeover),
+        death.line()
+    );
+    // Failures are bounded by the outage: nothing fails before the kill or after b
+    // answers; the longest outage is the takeover plus at most one attempt timeout (an
+    // attempt started just before b took over) plus the margin.
+    let bound = ms(takeover) + 100.0 + ms(MARGIN);
+    assert!(
+        death.outages.len() <= 1,
+        "one outage only: {:?}",
+        death.outages
+    );
+    assert!(
+        death.longest_outage_ms() <= bound,
+        "outage {:.0} ms > {bound:.0} ms: {}",
+        death.longest_outage_ms(),
+        death.line()
+    );
+    assert!(
+        death.switches.last().is_some_and(|(_, b)| b == "b"),
+        "b serves at the end: {:?}",
+        death.switches
+    );
+    (graceful, death, takeover)
+}
+
+/// Malformed VRRP at the master from a third node: truncated, version 2, TTL 64, bad
+/// checksum, foreign VRID, each claiming priority 254 (so accepting one would dethrone
+/// `a`). The master stays master the whole time and its daemon keeps running. Returns the
+/// cluster for daemon-specific checks (counters).
+pub fn bad_packets(da: Daemon, db: Daemon, per_kind: usize) -> Cluster {
+    use cairn_labnet::vrrp_wire::RawAdvert;
+    let mut c = Cluster::new(pair(da, db), &[("x", "192.0.2.66/24")]);
+    c.start_with_master("a");
+    let src = Ipv4Addr::new(192, 0, 2, 66);
+    let good = RawAdvert::valid(src, 51, 254, 10, &[Ipv4Addr::new(192, 0, 2, 100)]);
+    let kinds = [
+        RawAdvert {
+            truncate_to: Some(6),
+            ..good.clone()
+        },
+        RawAdvert {
+            version: 2,
+            ..good.clone()
+        },
+        RawAdvert {
+            ttl: 64,
+            ..good.clone()
+        },
+        RawAdvert {
+            checksum_delta: 0x1234,
+            ..good.clone()
+        },
+        RawAdvert {
+            vrid: 52,
+            ..good.clone()
+        },
+    ];
+    let t0 = Instant::now();
+    let mut datagrams = Vec::new();
+    for _ in 0..per_kind {
+        datagrams.extend(kinds.iter().map(RawAdvert::datagram));
+    }
+    cairn_labnet::raw::send_ipv4(&c.lab, "x", good.dst, &datagrams).unwrap();
+    c.hold_steady("a", Duration::from_millis(500));
+    assert_eq!(
+        c.watch.timeline().released(vip(), "a", t0),
+        None,
+        "a never let go"
+    );
+    let bogus = c
+        .capture
+        .adverts(51, t0)
+        .iter()
+        .filter(|f| f.from == "x")
+        .count()
+        + c.capture
+            .adverts(52, t0)
+            .iter()
+            .filter(|f| f.from == "x")
+            .count();
+    assert_eq!(
+        bogus,
+        per_kind * kinds.len(),
+        "all bad packets crossed the bridge"
+    );
+    for n in ["a", "b"] {
+        let p = c.lab.process_mut(&vrrpd::process_name(n)).unwrap();
+        assert!(
+            p.try_exit().unwrap().is_none(),
+            "{n}'s daemon still runs\n{}",
+            p.log()
+        );
+    }
+    c
+}

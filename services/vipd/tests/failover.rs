@@ -1,0 +1,91 @@
+//! cairn-vipd on every node: election, node death, comeback with and without preempt,
+//! graceful handover, partition heal, HTTP clients through the VIP, malformed packets.
+//! Privileged: run as root (each test builds its own namespace lab).
+
+mod common;
+
+use std::time::Duration;
+
+use cairn_control::VipClient;
+use cairn_labnet::vrrpd;
+use common::*;
+
+#[test]
+fn vipd_two_nodes_elect_one_master() {
+    elect(&[vipd(), vipd()]);
+}
+
+#[test]
+fn vipd_three_nodes_elect_one_master() {
+    elect(&[vipd(), vipd(), vipd()]);
+}
+
+#[test]
+fn vipd_node_death_then_preempting_comeback() {
+    comeback(vipd(), vipd(), true);
+}
+
+#[test]
+fn vipd_node_death_then_no_preempt_comeback() {
+    comeback(vipd(), vipd(), false);
+}
+
+#[test]
+fn vipd_sigterm_hands_over_within_skew_time() {
+    graceful(vipd(), vipd());
+}
+
+#[test]
+fn vipd_partition_heals_within_one_interval() {
+    partition(vipd(), vipd());
+}
+
+#[test]
+fn vipd_clients_through_the_vip() {
+    let (graceful, _death, _) = probing(vipd(), vipd());
+    // Goal: 0. Today the resigning master drops the VIP before the backup takes it
+    // (Skew_Time later), so a SYN sent in that gap reaches a box without the address and
+    // that 100 ms attempt fails (keepalived 2.2.7 behaves the same). See
+    // docs/labnet.md; once the daemon keeps the VIP until the new master is heard,
+    // tighten this to `== 0`.
+    assert!(
+        graceful.failures <= 1,
+        "graceful handover lost more than the gap's one request: {}",
+        graceful.line()
+    );
+}
+
+#[test]
+fn vipd_drops_malformed_packets_and_counts_them() {
+    let per_kind = 5;
+    let c = bad_packets(vipd(), vipd(), per_kind);
+    let sock = vrrpd::control_socket(&c.lab, "a");
+    let instances = VipClient::connect_with_timeout(&sock, Duration::from_secs(2))
+        .and_then(|client| client.instances())
+        .unwrap_or_else(|e| panic!("control API at {}: {e}\n{}", sock.display(), c.logs()));
+    assert_eq!(instances.len(), 1);
+    let i = &instances[0];
+    assert_eq!(i.state, "master");
+    let counter = |name: &str| {
+        i.counters
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("no counter {name}: {:?}", i.counters))
+    };
+    eprintln!("a's counters after the bad packets: {:?}", i.counters);
+    for name in [
+        "dropped_truncated",
+        "dropped_wrong_version",
+        "dropped_wrong_ttl",
+        "dropped_bad_checksum",
+        "dropped_foreign_vrid",
+    ] {
+        assert!(
+            counter(name) >= per_kind as u64,
+            "{name} = {}, want ≥ {per_kind}: {:?}",
+            counter(name),
+            i.counters
+        );
+    }
+}
