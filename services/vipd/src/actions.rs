@@ -528,6 +528,11 @@ pub(crate) mod tests {
             dst,
             payload: advert(&t, 0).encode(t.primary, dst),
         }));
+        // The VIPs stay until the successor speaks or Master_Down_Interval passes.
+        assert!(!fx.calls.contains(&Call::Remove(2, t.vips.clone())));
+        assert!(inst.is_releasing());
+        let release = inst.next_deadline().unwrap();
+        feed(&t, &mut inst, Input::Timer, release, &mut fx);
         assert!(fx.calls.contains(&Call::Remove(2, t.vips.clone())));
     }
 

@@ -522,9 +522,11 @@ fn setup_and_loop(
 
     let result = main_loop(&mut slots, &mut io, signals, &wake_rx, &results, &snapshot);
     stop.store(true, Ordering::Relaxed);
-    // Orderly stop: masters resign with priority 0 and drop their VIPs.
+    // After a signal every instance is already down and released; after an error, resign
+    // now and drop the VIPs at once (the second Shutdown ends any release).
     let now = Instant::now();
     for slot in &mut slots {
+        feed(&slot.target, &mut slot.vrrp, Input::Shutdown, now, &mut io);
         feed(&slot.target, &mut slot.vrrp, Input::Shutdown, now, &mut io);
     }
     publish(&snapshot, &slots);
@@ -591,7 +593,13 @@ fn main_loop(
     snapshot: &Snapshot,
 ) -> Result<(), RuntimeError> {
     let mut limits: Vec<LogLimit> = vec![LogLimit::new(); io.sockets.len()];
+    // Set by the first SIGTERM/SIGINT: masters have resigned and keep their VIPs until their
+    // successors speak (cairn_vrrp::Instance::is_releasing); the loop ends when none does.
+    let mut stopping = false;
     loop {
+        if stopping && !slots.iter().any(|s| s.vrrp.is_releasing()) {
+            return Ok(());
+        }
         let now = Instant::now();
         run_timers(slots, io, now);
         publish(snapshot, slots);
@@ -631,7 +639,20 @@ fn main_loop(
         };
 
         if signal_ready && handle_signals(signals) == Some(Stop::Signal) {
-            return Ok(());
+            // Orderly stop: masters resign with priority 0 (a second signal drops the VIPs
+            // without waiting for the successor).
+            if stopping {
+                tracing::info!("second stop signal: releasing the VIPs now");
+            }
+            stopping = true;
+            let now = Instant::now();
+            for slot in slots.iter_mut() {
+                if feed(&slot.target, &mut slot.vrrp, Input::Shutdown, now, io) {
+                    slot.since = now;
+                }
+            }
+            publish(snapshot, slots);
+            continue;
         }
         if wake_ready {
             drain(wake_rx);

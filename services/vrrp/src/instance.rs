@@ -47,7 +47,9 @@ pub struct InstanceConfig {
 pub enum Input {
     /// Start the instance (Initialize → Backup or Master).
     Startup,
-    /// Orderly stop: a master resigns with priority 0 (→ Initialize).
+    /// Orderly stop: a master resigns with priority 0 (→ Initialize) but keeps its VIPs until
+    /// the successor is heard (see [`Instance::is_releasing`]); a second `Shutdown` drops them
+    /// at once.
     Shutdown,
     /// A validated advertisement for our VRID.
     Advert(Received),
@@ -123,7 +125,17 @@ pub struct Instance {
     announce_left: u32,
     /// Source of the last advert accepted from a master (Backup).
     master: Option<IpAddr>,
+    /// After a master's Shutdown: when the VIPs are removed (Initialize only).
+    release_timer: Option<Instant>,
+    /// Whether the successor's advert was heard during the release.
+    release_heard: bool,
 }
+
+/// How long a resigned master keeps its VIPs after hearing its successor's first advert.
+/// The successor sends that advert together with its gratuitous ARPs, so by then clients are
+/// re-pointed; the linger covers packets already on the wire to our MAC, which would otherwise
+/// be dropped (a lost SYN costs the client a 1 s retransmission timeout).
+pub const RELEASE_LINGER: Duration = Duration::from_millis(50);
 
 impl Instance {
     /// A new instance in [`State::Initialize`].
@@ -141,6 +153,8 @@ impl Instance {
             announce_timer: None,
             announce_left: 0,
             master: None,
+            release_timer: None,
+            release_heard: false,
         }
     }
 
@@ -149,7 +163,7 @@ impl Instance {
         let mut actions = Vec::new();
         match input {
             Input::Startup => self.startup(now, &mut actions),
-            Input::Shutdown => self.shutdown(&mut actions),
+            Input::Shutdown => self.shutdown(now, &mut actions),
             Input::Advert(received) => self.advert(&received, now, &mut actions),
             Input::Timer => self.timers(now, &mut actions),
             Input::SetPriority(priority) => self.set_priority(priority, now, &mut actions),
@@ -171,17 +185,25 @@ impl Instance {
         actions
     }
 
-    /// When the next timer fires (advert timer, master-down timer or announcement round);
-    /// `None` in Initialize.
+    /// When the next timer fires (advert timer, master-down timer, announcement round or the
+    /// end of a release); `None` in Initialize once the VIPs are released.
     pub fn next_deadline(&self) -> Option<Instant> {
         [
             self.adver_timer,
             self.master_down_timer,
             self.announce_timer,
+            self.release_timer,
         ]
         .into_iter()
         .flatten()
         .min()
+    }
+
+    /// Whether a resigned master still holds its VIPs, waiting for its successor's advert
+    /// (or, with no successor, for Master_Down_Interval); the daemon keeps running until
+    /// this is false so clients never find nobody at the VIP.
+    pub fn is_releasing(&self) -> bool {
+        self.release_timer.is_some()
     }
 
     /// Current state.
@@ -242,6 +264,9 @@ impl Instance {
         if self.state != State::Initialize {
             return;
         }
+        if self.release_timer.take().is_some() {
+            actions.push(Action::RemoveVips);
+        }
         self.master_adver_interval_cs = self.config.interval_cs.max(1);
         self.master = None;
         if self.priority == OWNER_PRIORITY {
@@ -251,13 +276,22 @@ impl Instance {
         }
     }
 
-    fn shutdown(&mut self, actions: &mut Vec<Action>) {
+    fn shutdown(&mut self, now: Instant, actions: &mut Vec<Action>) {
         let from = self.state;
         match from {
-            State::Initialize => return,
+            State::Initialize => {
+                // A second Shutdown while releasing: drop the VIPs now.
+                if self.release_timer.take().is_some() {
+                    actions.push(Action::RemoveVips);
+                }
+                return;
+            }
             State::Master => {
                 self.send(0, actions);
-                actions.push(Action::RemoveVips);
+                // The best backup takes over after its Skew_Time (< one interval); give up
+                // waiting for it after a whole Master_Down_Interval.
+                self.release_timer = Some(now + self.master_down_interval());
+                self.release_heard = false;
             }
             State::Backup => {}
         }
@@ -272,6 +306,16 @@ impl Instance {
 
     fn advert(&mut self, received: &Received, now: Instant, actions: &mut Vec<Action>) {
         if self.state == State::Initialize {
+            let successor = received.advert.vrid == self.config.vrid
+                && received.advert.priority > 0
+                && received.src != self.config.primary;
+            if let Some(at) = self.release_timer
+                && successor
+                && !self.release_heard
+            {
+                self.release_heard = true;
+                self.release_timer = Some(at.min(now + RELEASE_LINGER));
+            }
             return;
         }
         let advert = &received.advert;
@@ -334,7 +378,12 @@ impl Instance {
 
     fn timers(&mut self, now: Instant, actions: &mut Vec<Action>) {
         match self.state {
-            State::Initialize => {}
+            State::Initialize => {
+                if self.release_timer.is_some_and(|t| t <= now) {
+                    self.release_timer = None;
+                    actions.push(Action::RemoveVips);
+                }
+            }
             State::Backup => {
                 if self.master_down_timer.is_some_and(|t| t <= now) {
                     self.become_master(now, actions);

@@ -448,7 +448,7 @@ fn initialize_ignores_adverts_and_timers() {
 }
 
 #[test]
-fn shutdown_master_resigns() {
+fn shutdown_master_resigns_and_releases_vips_once_the_successor_speaks() {
     let t0 = Instant::now();
     let mut instance = started(config(100, 5), t0);
     let t1 = make_master(&mut instance, t0);
@@ -457,18 +457,80 @@ fn shutdown_master_resigns() {
         actions,
         vec![
             Action::SendAdvert { priority: 0 },
-            Action::RemoveVips,
             changed(State::Master, State::Initialize),
         ]
     );
     assert_eq!(instance.state(), State::Initialize);
-    assert_eq!(instance.next_deadline(), None);
+    assert!(instance.is_releasing());
     assert_eq!(instance.master(), None);
     assert_eq!(instance.counters().priority_zero_tx, 1);
-    // Nothing after shutdown.
+    // Bounded by Master_Down_Interval when nobody takes over.
+    assert_eq!(
+        instance.next_deadline(),
+        Some(t1 + instance.master_down_interval())
+    );
+    // Another resigning router or a foreign VRID is not a successor.
+    assert!(
+        instance
+            .handle(advert_from(9, 0, 100), t1 + ms(5))
+            .is_empty()
+    );
+    assert_eq!(
+        instance.next_deadline(),
+        Some(t1 + instance.master_down_interval())
+    );
+    // The successor's first advert: keep the VIPs RELEASE_LINGER longer, then drop them.
+    let heard = t1 + ms(60);
+    assert!(instance.handle(advert_from(9, 50, 100), heard).is_empty());
+    assert_eq!(instance.next_deadline(), Some(heard + RELEASE_LINGER));
+    assert!(instance.handle(Input::Timer, heard + ms(10)).is_empty());
+    assert_eq!(
+        instance.handle(Input::Timer, heard + RELEASE_LINGER),
+        vec![Action::RemoveVips]
+    );
+    assert!(!instance.is_releasing());
+    assert_eq!(instance.next_deadline(), None);
+    // Nothing after that.
     assert!(instance.handle(Input::Timer, t1 + ms(100_000)).is_empty());
     assert!(instance.handle(advert_from(9, 0, 100), t1).is_empty());
     assert!(instance.handle(Input::Shutdown, t1).is_empty());
+}
+
+#[test]
+fn shutdown_without_successor_releases_after_master_down_interval() {
+    let t0 = Instant::now();
+    let mut instance = started(config(100, 5), t0);
+    let t1 = make_master(&mut instance, t0);
+    instance.handle(Input::Shutdown, t1);
+    let end = t1 + instance.master_down_interval();
+    assert!(instance.handle(Input::Timer, end - ms(1)).is_empty());
+    assert_eq!(instance.handle(Input::Timer, end), vec![Action::RemoveVips]);
+    assert!(!instance.is_releasing());
+}
+
+#[test]
+fn second_shutdown_or_restart_ends_the_release_at_once() {
+    let t0 = Instant::now();
+    let mut instance = started(config(100, 5), t0);
+    let t1 = make_master(&mut instance, t0);
+    instance.handle(Input::Shutdown, t1);
+    assert_eq!(
+        instance.handle(Input::Shutdown, t1 + ms(1)),
+        vec![Action::RemoveVips]
+    );
+    assert!(!instance.is_releasing());
+
+    let mut instance = started(config(100, 5), t0);
+    let t1 = make_master(&mut instance, t0);
+    instance.handle(Input::Shutdown, t1);
+    assert_eq!(
+        instance.handle(Input::Startup, t1 + ms(1)),
+        vec![
+            Action::RemoveVips,
+            changed(State::Initialize, State::Backup)
+        ]
+    );
+    assert!(!instance.is_releasing());
 }
 
 #[test]
