@@ -26,9 +26,56 @@ pub struct RoleDef {
     /// Kernel modules beyond the profile's.
     #[serde(default)]
     pub modules: Vec<String>,
+    /// Workspace programs the role runs (cargo package and binary of the same
+    /// name, built static like cairn-init), installed as `/usr/sbin/<name>`.
+    #[serde(default)]
+    pub box_binaries: Vec<String>,
+    /// System users the role's services drop privileges to.
+    #[serde(default, rename = "user")]
+    pub users: Vec<RoleUser>,
+    /// Configuration files rendered from the site file at build time, by
+    /// renderer name (see [`SiteConfig`]).
+    #[serde(default)]
+    pub site_configs: Vec<SiteConfig>,
     /// The role's services file text (`services.toml` beside `role.toml`).
     #[serde(skip)]
     pub services: String,
+}
+
+/// A system user (and its group of the same name and number) in the image's
+/// `/etc/passwd` and `/etc/group`. Numbers are fixed in the role so every
+/// build gives the same files.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleUser {
+    /// User and group name.
+    pub name: String,
+    /// User id, also the group id (1-65533: 0 is root, 65534 nobody).
+    pub uid: u32,
+    /// Home directory (not created; default `/nonexistent`).
+    #[serde(default = "default_home")]
+    pub home: PathBuf,
+}
+
+fn default_home() -> PathBuf {
+    PathBuf::from("/nonexistent")
+}
+
+/// A configuration file the builder renders from the site file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SiteConfig {
+    /// `/etc/haproxy/haproxy.cfg` from the site's `[lb]` section.
+    Haproxy,
+}
+
+impl SiteConfig {
+    /// Where the rendered file goes in the root tree.
+    pub fn path(self) -> &'static str {
+        match self {
+            SiteConfig::Haproxy => "/etc/haproxy/haproxy.cfg",
+        }
+    }
 }
 
 /// Why a role could not be loaded.
@@ -116,6 +163,7 @@ pub fn load_role(dir: &Path, name: &str) -> Result<RoleDef, RoleError> {
             ));
         }
     }
+    check_names(&role, &invalid)?;
     let services = dir.join(name).join("services.toml");
     if services.is_file() {
         role.services = std::fs::read_to_string(&services).map_err(|source| RoleError::Read {
@@ -124,6 +172,64 @@ pub fn load_role(dir: &Path, name: &str) -> Result<RoleDef, RoleError> {
         })?;
     }
     Ok(role)
+}
+
+/// Checks user and box binary names and numbers.
+fn check_names(
+    role: &RoleDef,
+    invalid: &dyn Fn(String, String) -> RoleError,
+) -> Result<(), RoleError> {
+    let name_ok = |n: &str, extra: char| {
+        !n.is_empty()
+            && n.len() <= 32
+            && n.starts_with(|c: char| c.is_ascii_lowercase())
+            && n.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == extra)
+    };
+    for (i, b) in role.box_binaries.iter().enumerate() {
+        if !name_ok(b, '-') {
+            return Err(invalid(
+                format!("box_binaries[{i}]"),
+                format!("{b:?} is not a workspace package name (lower-case letters, digits, '-')"),
+            ));
+        }
+    }
+    for (i, u) in role.users.iter().enumerate() {
+        if !name_ok(&u.name, '_') {
+            return Err(invalid(
+                format!("user[{i}].name"),
+                format!(
+                    "{:?} is not a user name (lower-case letter first, then letters, digits, '-', '_'; at most 32)",
+                    u.name
+                ),
+            ));
+        }
+        if !(1..=65_533).contains(&u.uid) {
+            return Err(invalid(
+                format!("user[{i}].uid"),
+                format!(
+                    "{} is reserved (use 1-65533; 0 is root, 65534 nobody)",
+                    u.uid
+                ),
+            ));
+        }
+        if let Some(j) = role.users[..i]
+            .iter()
+            .position(|o| o.name == u.name || o.uid == u.uid)
+        {
+            return Err(invalid(
+                format!("user[{i}]"),
+                format!("name or uid of {:?} is also used by user[{j}]", u.name),
+            ));
+        }
+        if !u.home.is_absolute() {
+            return Err(invalid(
+                format!("user[{i}].home"),
+                format!("{} is not an absolute path", u.home.display()),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -149,6 +255,64 @@ mod tests {
             e.starts_with("unknown role \"mainframe\" (known roles: base"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn lb_role_loads_with_its_user_binaries_and_config() {
+        let r = load_role(&roles_dir(), "lb").unwrap();
+        assert!(r.binaries.contains(&PathBuf::from("/usr/sbin/haproxy")));
+        assert_eq!(r.box_binaries, vec!["cairn-vipd".to_owned()]);
+        assert_eq!(r.site_configs, vec![SiteConfig::Haproxy]);
+        assert_eq!(r.users.len(), 1);
+        assert_eq!(r.users[0].name, "haproxy");
+        assert!(r.modules.contains(&"macvlan".to_owned()));
+        assert!(r.services.contains("/usr/sbin/haproxy"));
+        assert!(r.services.contains("/usr/sbin/cairn-vipd"));
+    }
+
+    fn role_error(body: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("x")).unwrap();
+        std::fs::write(
+            dir.path().join("x/role.toml"),
+            format!("name = \"x\"\ndescription = \"d\"\n{body}"),
+        )
+        .unwrap();
+        load_role(dir.path(), "x").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn bad_users_box_binaries_and_configs_are_named() {
+        let cases = [
+            (
+                "[[user]]\nname = \"Web\"\nuid = 10\n",
+                "field `user[0].name`: \"Web\" is not a user name",
+            ),
+            (
+                "[[user]]\nname = \"web\"\nuid = 0\n",
+                "field `user[0].uid`: 0 is reserved",
+            ),
+            (
+                "[[user]]\nname = \"web\"\nuid = 10\n[[user]]\nname = \"www\"\nuid = 10\n",
+                "field `user[1]`: name or uid of \"www\" is also used by user[0]",
+            ),
+            (
+                "[[user]]\nname = \"web\"\nuid = 10\nhome = \"var\"\n",
+                "field `user[0].home`: var is not an absolute path",
+            ),
+            (
+                "box_binaries = [\"../vipd\"]\n",
+                "field `box_binaries[0]`: \"../vipd\" is not a workspace package name",
+            ),
+            (
+                "site_configs = [\"nginx\"]\n",
+                "field `site_configs[0]`: unknown variant `nginx`",
+            ),
+        ];
+        for (body, want) in cases {
+            let e = role_error(body);
+            assert!(e.contains(want), "{body}: {e}");
+        }
     }
 
     #[test]

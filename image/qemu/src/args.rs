@@ -397,6 +397,8 @@ mod tests {
             "q35",
             "-accel",
             "tcg",
+            "-cpu",
+            "max",
             "-m",
             "512",
             "-smp",

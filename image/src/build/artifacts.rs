@@ -42,8 +42,17 @@ pub fn build(inputs: &Inputs, dirs: &Dirs, out: &Path, progress: &mut Progress) 
         inputs.site.cluster.name, inputs.site.image.version, inputs.profile.name, inputs.role
     );
 
-    progress.step("building cairn-init and cairnctl (static)");
-    let box_bin = rootfs::box_binaries(dirs)?;
+    let extra_bins = inputs.box_binaries();
+    progress.step(&format!(
+        "building {} (static)",
+        rootfs::CORE_BOX_BINARIES
+            .iter()
+            .copied()
+            .chain(extra_bins.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let box_bin = rootfs::box_binaries(dirs, &extra_bins)?;
 
     progress.step("fetching Debian packages");
     let sysroot = fetch_and_extract(inputs, dirs, &work, progress)?;
@@ -304,6 +313,9 @@ fn root_tree(
     rootfs::config_files(inputs, tree, &services)?;
     rootfs::install(&box_bin.join("cairn-init"), tree, "sbin/init", 0o755)?;
     rootfs::install(&box_bin.join("cairnctl"), tree, "usr/bin/cairnctl", 0o755)?;
+    for b in inputs.box_binaries() {
+        rootfs::install(&box_bin.join(&b), tree, &format!("usr/sbin/{b}"), 0o755)?;
+    }
     // Role programs and their libraries, taken from the extracted packages.
     let binaries: Vec<&PathBuf> = inputs
         .roles

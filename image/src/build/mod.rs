@@ -5,6 +5,7 @@
 //! every artifact is written, so a failed build leaves no partial output.
 
 mod artifacts;
+pub mod haproxy;
 pub mod manifest;
 pub mod rootfs;
 pub mod rootimg;
@@ -15,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use cairn_site::{Profile, Role, Site};
 
 use crate::progress::{Progress, Style};
-use crate::role::{RoleDef, load_role};
+use crate::role::{RoleDef, RoleUser, SiteConfig, load_role};
 
 /// Where the builder finds its data and keeps its caches.
 #[derive(Debug, Clone, clap::Args)]
@@ -91,6 +92,88 @@ pub struct Inputs {
     pub role: Role,
     /// `base` plus, for other roles, the role's own definition.
     pub roles: Vec<RoleDef>,
+    /// Files rendered from the site: (absolute path in the root, text).
+    pub site_configs: Vec<(String, String)>,
+}
+
+impl Inputs {
+    /// System users of every role, in role order.
+    pub fn users(&self) -> impl Iterator<Item = &RoleUser> {
+        self.roles.iter().flat_map(|r| r.users.iter())
+    }
+
+    /// Workspace programs every role needs beyond cairn-init and cairnctl.
+    pub fn box_binaries(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .roles
+            .iter()
+            .flat_map(|r| r.box_binaries.iter().cloned())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+/// Users every root has (written by `rootfs::config_files`).
+const BUILTIN_USERS: &[(&str, u32)] = &[("root", 0), ("nobody", 65_534), ("nogroup", 65_534)];
+
+/// Users of different roles must not collide with each other or the built-ins.
+fn check_users(roles: &[RoleDef]) -> Result<()> {
+    let mut seen: Vec<(&str, u32, &str)> = BUILTIN_USERS
+        .iter()
+        .map(|&(n, u)| (n, u, "the image itself"))
+        .collect();
+    for r in roles {
+        for u in &r.users {
+            if let Some((_, _, owner)) = seen.iter().find(|(n, id, _)| *n == u.name || *id == u.uid)
+            {
+                bail!(
+                    "role {}: user {:?} (uid {}) collides with a user of {owner}",
+                    r.name,
+                    u.name,
+                    u.uid
+                );
+            }
+            seen.push((&u.name, u.uid, &r.name));
+        }
+    }
+    Ok(())
+}
+
+/// Renders the files the roles ask for from the site.
+fn render_site_configs(
+    site: &Site,
+    site_file: &Path,
+    roles: &[RoleDef],
+) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for r in roles {
+        for &c in &r.site_configs {
+            let text = match c {
+                SiteConfig::Haproxy => {
+                    let user = roles
+                        .iter()
+                        .flat_map(|r| r.users.iter())
+                        .find(|u| u.name == "haproxy")
+                        .with_context(|| {
+                            format!(
+                                "role {}: renders haproxy.cfg but declares no `haproxy` [[user]]",
+                                r.name
+                            )
+                        })?;
+                    let run_as = haproxy::RunAs {
+                        name: user.name.clone(),
+                        uid: user.uid,
+                    };
+                    haproxy::render(site, &run_as)
+                        .with_context(|| format!("{}", site_file.display()))?
+                }
+            };
+            out.push((c.path().to_owned(), text));
+        }
+    }
+    Ok(out)
 }
 
 /// Loads and checks everything a build needs; nothing is written.
@@ -113,12 +196,15 @@ pub fn load_inputs(req: &Request) -> Result<Inputs> {
             req.site.display()
         );
     }
+    check_users(&roles)?;
+    let site_configs = render_site_configs(&site, &req.site, &roles)?;
     Ok(Inputs {
         site,
         site_text,
         profile,
         role,
         roles,
+        site_configs,
     })
 }
 

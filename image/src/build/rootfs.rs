@@ -9,6 +9,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 use super::{Dirs, Inputs, source_root};
+use crate::role::RoleUser;
 
 /// Directories every root has (mount points and the config directory).
 const DIRS: &[&str] = &[
@@ -26,11 +27,20 @@ const DIRS: &[&str] = &[
     "root",
 ];
 
-/// Builds the static box binaries (cairn-init, cairnctl) from the source tree,
-/// or takes them from `--box-bin`; returns their directory.
-pub fn box_binaries(dirs: &Dirs) -> Result<PathBuf> {
+/// Workspace programs in every image, beside the roles' `box_binaries`.
+pub const CORE_BOX_BINARIES: &[&str] = &["cairn-init", "cairnctl"];
+
+/// Builds the static box binaries (cairn-init, cairnctl and the roles'
+/// `extra` workspace programs) from the source tree, or takes them from
+/// `--box-bin`; returns their directory.
+pub fn box_binaries(dirs: &Dirs, extra: &[String]) -> Result<PathBuf> {
+    let names: Vec<&str> = CORE_BOX_BINARIES
+        .iter()
+        .copied()
+        .chain(extra.iter().map(String::as_str))
+        .collect();
     if let Some(d) = &dirs.box_bin {
-        for b in ["cairn-init", "cairnctl"] {
+        for b in &names {
             if !d.join(b).is_file() {
                 bail!("--box-bin {}: {b} is missing", d.display());
             }
@@ -41,15 +51,19 @@ pub fn box_binaries(dirs: &Dirs) -> Result<PathBuf> {
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| source_root().join("target"));
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cargo
         .current_dir(source_root())
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
-        .args(["build", "--quiet", "--release", "--target", target])
-        .args(["-p", "cairn-init", "-p", "cairnctl"])
+        .args(["build", "--quiet", "--release", "--target", target]);
+    for n in &names {
+        cargo.args(["-p", n]);
+    }
+    let status = cargo
         .status()
-        .context("running cargo to build the static cairn-init and cairnctl")?;
+        .with_context(|| format!("running cargo to build the static {}", names.join(", ")))?;
     if !status.success() {
-        bail!("building cairn-init and cairnctl failed ({status})");
+        bail!("building {} failed ({status})", names.join(", "));
     }
     Ok(target_dir.join(target).join("release"))
 }
@@ -79,19 +93,38 @@ pub fn write(tree: &Path, dst: &str, text: &str, mode: u32) -> Result<()> {
     Ok(())
 }
 
+/// `/etc/passwd` and `/etc/group`: root, the roles' users (each with its own
+/// group), nobody/nogroup.
+pub fn user_db<'a>(users: impl Iterator<Item = &'a RoleUser>) -> (String, String) {
+    let mut passwd = String::from("root:x:0:0:root:/root:/usr/sbin/nologin\n");
+    let mut group = String::from("root:x:0:\n");
+    for u in users {
+        passwd.push_str(&format!(
+            "{0}:x:{1}:{1}:{0}:{2}:/usr/sbin/nologin\n",
+            u.name,
+            u.uid,
+            u.home.display()
+        ));
+        group.push_str(&format!("{}:x:{}:\n", u.name, u.uid));
+    }
+    passwd.push_str("nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
+    group.push_str("nogroup:x:65534:\n");
+    (passwd, group)
+}
+
 /// The configuration files of a root: passwd, group, os-release, the site
-/// file, the image description and the services file.
+/// file and what the roles render from it, the image description and the
+/// services file.
 pub fn config_files(inputs: &Inputs, tree: &Path, services: &str) -> Result<()> {
     for d in DIRS {
         std::fs::create_dir_all(tree.join(d)).with_context(|| format!("creating {d}"))?;
     }
-    write(
-        tree,
-        "etc/passwd",
-        "root:x:0:0:root:/root:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
-        0o644,
-    )?;
-    write(tree, "etc/group", "root:x:0:\nnogroup:x:65534:\n", 0o644)?;
+    let (passwd, group) = user_db(inputs.users());
+    write(tree, "etc/passwd", &passwd, 0o644)?;
+    write(tree, "etc/group", &group, 0o644)?;
+    for (path, text) in &inputs.site_configs {
+        write(tree, path, text, 0o644)?;
+    }
     let version = &inputs.site.image.version;
     write(
         tree,
@@ -136,4 +169,26 @@ pub fn list(tree: &Path) -> Vec<PathBuf> {
         }
     }
     out.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_db_lists_role_users_between_root_and_nobody() {
+        let users = [RoleUser {
+            name: "haproxy".into(),
+            uid: 110,
+            home: PathBuf::from("/var/lib/haproxy"),
+        }];
+        let (passwd, group) = user_db(users.iter());
+        assert_eq!(
+            passwd,
+            "root:x:0:0:root:/root:/usr/sbin/nologin\n\
+             haproxy:x:110:110:haproxy:/var/lib/haproxy:/usr/sbin/nologin\n\
+             nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+        );
+        assert_eq!(group, "root:x:0:\nhaproxy:x:110:\nnogroup:x:65534:\n");
+    }
 }

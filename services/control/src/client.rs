@@ -138,7 +138,12 @@ impl BlockingConnection {
                         source,
                         server: target.server,
                     })?;
-                zbus::connection::Builder::unix_stream(stream)
+                let (read, write) = stream.into_split();
+                let socket = zbus::connection::socket::Split::new(
+                    Box::new(NoFdRead(read)) as Box<dyn zbus::connection::socket::ReadHalf>,
+                    Box::new(write) as Box<dyn zbus::connection::socket::WriteHalf>,
+                );
+                zbus::connection::Builder::socket(socket)
                     .p2p()
                     .build()
                     .await
@@ -248,5 +253,25 @@ fn map_call_error(
             name: name.to_owned(),
             message,
         },
+    }
+}
+
+/// The client's read half: a plain unix stream that does not offer file-descriptor passing,
+/// so zbus skips `NEGOTIATE_UNIX_FD`, which our servers refuse (zbus would log a warning on
+/// every connection, e.g. each time cairn-vipd checks a service's readiness).
+#[derive(Debug)]
+struct NoFdRead(tokio::net::unix::OwnedReadHalf);
+
+#[zbus::export::async_trait::async_trait]
+impl zbus::connection::socket::ReadHalf for NoFdRead {
+    async fn recvmsg(
+        &mut self,
+        buf: &mut [u8],
+    ) -> std::io::Result<(usize, Vec<std::os::fd::OwnedFd>)> {
+        zbus::connection::socket::ReadHalf::recvmsg(&mut self.0, buf).await
+    }
+
+    async fn peer_credentials(&mut self) -> std::io::Result<zbus::fdo::ConnectionCredentials> {
+        zbus::connection::socket::ReadHalf::peer_credentials(&mut self.0).await
     }
 }

@@ -197,6 +197,9 @@ pub struct Frontend {
     /// `http` or `tcp`.
     #[serde(default)]
     pub mode: FrontendMode,
+    /// HTTP health-check path (`GET <path>` must answer 2xx/3xx); without it
+    /// a health check is a TCP connect.
+    pub check_path: Option<String>,
     /// Servers traffic is spread over.
     #[serde(rename = "backend")]
     pub backends: Vec<Backend>,
@@ -398,14 +401,48 @@ impl LbSection {
                 "must be between 10 and 40950 (VRRPv3 centiseconds, 12 bits)",
             );
         }
+        if self.frontends.is_empty() {
+            c.add(
+                "lb.frontend",
+                "the load balancer has no [[lb.frontend]]: HAProxy would have nothing to serve",
+            );
+        }
         let mut ports = HashMap::new();
+        let mut names = HashMap::new();
         for (i, fe) in self.frontends.iter().enumerate() {
             check_label(c, &format!("lb.frontend[{i}].name"), &fe.name);
+            if let Some(j) = names.insert(fe.name.as_str(), i) {
+                c.add(
+                    format!("lb.frontend[{i}].name"),
+                    format!(
+                        "frontend name {:?} is also used by lb.frontend[{j}]",
+                        fe.name
+                    ),
+                );
+            }
+            if fe.port == 0 {
+                c.add(
+                    format!("lb.frontend[{i}].port"),
+                    "must be between 1 and 65535",
+                );
+            }
             if let Some(j) = ports.insert(fe.port, i) {
                 c.add(
                     format!("lb.frontend[{i}].port"),
                     format!("port {} is also used by lb.frontend[{j}]", fe.port),
                 );
+            }
+            if let Some(path) = &fe.check_path {
+                let ok = path.starts_with('/')
+                    && path.chars().all(|ch| ch.is_ascii_graphic() && ch != '#');
+                if !ok {
+                    c.add(
+                        format!("lb.frontend[{i}].check_path"),
+                        format!(
+                            "{path:?} is not an HTTP path (starts with '/', printable ASCII, no spaces or '#')"
+                        ),
+                    );
+                }
             }
             if fe.backends.is_empty() {
                 c.add(
@@ -413,8 +450,28 @@ impl LbSection {
                     "a frontend needs at least one backend",
                 );
             }
+            let mut servers = HashMap::new();
             for (k, b) in fe.backends.iter().enumerate() {
-                check_label(c, &format!("lb.frontend[{i}].backend[{k}].name"), &b.name);
+                let field = format!("lb.frontend[{i}].backend[{k}].name");
+                check_label(c, &field, &b.name);
+                if let Some(j) = servers.insert(b.name.as_str(), k) {
+                    c.add(
+                        field,
+                        format!(
+                            "backend name {:?} is also used by lb.frontend[{i}].backend[{j}]",
+                            b.name
+                        ),
+                    );
+                }
+                if b.address.port() == 0 || b.address.ip().is_unspecified() {
+                    c.add(
+                        format!("lb.frontend[{i}].backend[{k}].address"),
+                        format!(
+                            "{} is not a server address (needs an IP and a port)",
+                            b.address
+                        ),
+                    );
+                }
             }
         }
     }
@@ -553,12 +610,100 @@ address = "192.0.2.21:8080"
     #[test]
     fn lb_nodes_need_an_lb_section_and_macs() {
         let t = GOOD.split("[lb]").next().unwrap_or_default().to_owned();
-        assert!(errs(&t).iter().any(|m| m.contains("field `lb`")));
+        assert_eq!(
+            errs(&t),
+            vec!["site.toml: field `lb`: the site has load-balancer nodes but no [lb] section"]
+        );
         let t = GOOD.replace("mac = \"52:54:00:00:00:11\"\n", "");
         assert!(
             errs(&t)
                 .iter()
                 .any(|m| m.contains("node[0].mac") && m.contains("needs a MAC"))
+        );
+    }
+
+    #[test]
+    fn lb_without_frontends_is_refused() {
+        let t = GOOD
+            .split("[[lb.frontend]]")
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let e = errs(&t);
+        assert_eq!(
+            e,
+            vec![
+                "site.toml: field `lb.frontend`: the load balancer has no [[lb.frontend]]: HAProxy would have nothing to serve"
+            ]
+        );
+    }
+
+    const TWO_FRONTENDS: &str = r#"
+[[lb.frontend]]
+name = "api"
+port = 443
+mode = "tcp"
+check_path = "/healthz"
+
+[[lb.frontend.backend]]
+name = "a1"
+address = "192.0.2.31:6443"
+
+[[lb.frontend.backend]]
+name = "a2"
+address = "192.0.2.32:6443"
+check = false
+"#;
+
+    #[test]
+    fn second_frontend_with_check_path_parses() {
+        let s = parse_site(&format!("{GOOD}{TWO_FRONTENDS}"), Path::new("site.toml")).unwrap();
+        let lb = s.lb.unwrap();
+        assert_eq!(lb.frontends.len(), 2);
+        assert_eq!(lb.frontends[0].check_path, None);
+        assert_eq!(lb.frontends[1].check_path.as_deref(), Some("/healthz"));
+        assert_eq!(lb.frontends[1].mode, FrontendMode::Tcp);
+        assert!(lb.frontends[1].backends[0].check);
+        assert!(!lb.frontends[1].backends[1].check);
+    }
+
+    #[test]
+    fn duplicate_frontend_names_ports_and_backend_names_are_named() {
+        let t = format!(
+            "{GOOD}{}",
+            TWO_FRONTENDS
+                .replace("name = \"api\"", "name = \"web\"")
+                .replace("port = 443", "port = 80")
+                .replace("name = \"a2\"", "name = \"a1\"")
+        );
+        let e = errs(&t);
+        assert_eq!(
+            e,
+            vec![
+                "site.toml: field `lb.frontend[1].name`: frontend name \"web\" is also used by lb.frontend[0]",
+                "site.toml: field `lb.frontend[1].port`: port 80 is also used by lb.frontend[0]",
+                "site.toml: field `lb.frontend[1].backend[1].name`: backend name \"a1\" is also used by lb.frontend[1].backend[0]",
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_check_paths_ports_and_server_addresses_are_named() {
+        let t = format!(
+            "{GOOD}{}",
+            TWO_FRONTENDS
+                .replace("/healthz", "healthz now")
+                .replace("port = 443", "port = 0")
+                .replace("192.0.2.32:6443", "0.0.0.0:6443")
+        );
+        let e = errs(&t);
+        assert_eq!(
+            e,
+            vec![
+                "site.toml: field `lb.frontend[1].port`: must be between 1 and 65535",
+                "site.toml: field `lb.frontend[1].check_path`: \"healthz now\" is not an HTTP path (starts with '/', printable ASCII, no spaces or '#')",
+                "site.toml: field `lb.frontend[1].backend[1].address`: 0.0.0.0:6443 is not a server address (needs an IP and a port)",
+            ]
         );
     }
 
