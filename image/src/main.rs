@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod build;
+mod lab;
 mod progress;
 mod role;
 mod run;
@@ -58,6 +59,9 @@ enum Command {
         #[arg(long, default_value_t = 120)]
         timeout: u64,
     },
+    /// Boot a whole site as QEMU VMs on a bridge in network namespaces, and drive it.
+    #[command(subcommand)]
+    Lab(lab::LabCommand),
 }
 
 fn main() -> ExitCode {
@@ -96,6 +100,10 @@ fn main() -> ExitCode {
             node,
             timeout,
         } => run::run(&dir, pxe, node.as_deref(), timeout),
+        Command::Lab(cmd) => match lab::run(cmd) {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -90,12 +90,25 @@ pub fn run() -> Result<()> {
     )?;
     for _round in 0..2 {
         step(&format!("installing host packages: {}", todo.join(" ")));
-        run_cmd(
-            Command::new("apt-get")
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .args(["-q", "-y", "--no-install-recommends", &cache, "install"])
-                .args(&todo),
-        )?;
+        let install = || {
+            let mut cmd = Command::new("apt-get");
+            cmd.env("DEBIAN_FRONTEND", "noninteractive")
+                .args(["-q", "-y", "--no-install-recommends", &cache, "install"]);
+            cmd
+        };
+        if let Err(e) = run_cmd(install().args(&todo)) {
+            // A backported qemu-utils (newer than bookworm's QEMU) makes apt refuse the
+            // whole transaction ("Breaks: qemu-system-common"); take bookworm's qemu-utils.
+            step(&format!(
+                "{e}; retrying with bookworm's qemu-utils (--allow-downgrades)"
+            ));
+            run_cmd(
+                install()
+                    .arg("--allow-downgrades")
+                    .args(todo.iter().filter(|p| **p != "qemu-utils"))
+                    .arg("qemu-utils/bookworm"),
+            )?;
+        }
         todo = missing();
         if todo.is_empty() {
             return Ok(());

@@ -1,0 +1,817 @@
+//! `cairn lab` end to end, with the real `cairn` binary: a lab of two `base`
+//! VMs and one external responder proves up/status/exec/kill/start/cut/heal/
+//! down and that `down` leaves nothing behind; a lab of the example site's
+//! load-balancer pair proves VIP failover under client load and preemption.
+//! Needs root (network namespaces, taps) and QEMU; fails loudly without them.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use qemu_tests::{BOOT_TIMEOUT, cairn_bin, scratch, workspace};
+
+/// The VM-booting tests run one at a time: two cores are shared with builds.
+static ONE_LAB_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Time `lab up` may take, builds included (TCG, shared cores).
+const UP_TIMEOUT_S: u64 = 900;
+
+fn require_root() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let uid = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .unwrap_or("");
+    assert_eq!(
+        uid, "0",
+        "the lab tests need root (network namespaces, bridges, taps); run them as root"
+    );
+}
+
+fn cairn(args: &[&str]) -> Output {
+    let o = Command::new(cairn_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run cairn: {e}"));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    let shown = if lines.len() > 30 {
+        format!("[{} lines]\n", lines.len())
+    } else {
+        stdout.to_string()
+    };
+    eprintln!(
+        "$ cairn {}\n{shown}{}(exit {})",
+        args.join(" "),
+        String::from_utf8_lossy(&o.stderr),
+        o.status
+    );
+    o
+}
+
+fn ok(o: &Output) -> String {
+    assert!(o.status.success(), "cairn failed: {}", text(o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn failed_with(o: &Output, needle: &str) {
+    assert!(!o.status.success(), "expected a failure: {}", text(o));
+    let t = text(o);
+    assert!(t.contains(needle), "expected {needle:?} in: {t}");
+}
+
+/// Runs `cairn lab down` when dropped, so a failing test leaves nothing behind.
+struct Down(PathBuf);
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        let _ = cairn(&["lab", "down", "--state", &self.0.to_string_lossy()]);
+    }
+}
+
+/// The keeper's status answer.
+fn status_json(state: &str) -> serde_json::Value {
+    let o = cairn(&["lab", "status", "--state", state, "--json"]);
+    serde_json::from_str(&ok(&o)).unwrap()
+}
+
+fn node<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == name)
+        .unwrap_or_else(|| panic!("no node {name} in {status}"))
+}
+
+/// Polls the status until `done` holds for it; panics after `timeout`.
+fn wait_status(
+    state: &str,
+    what: &str,
+    timeout: Duration,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let t = Instant::now();
+    loop {
+        let s = status_json(state);
+        if done(&s) {
+            eprintln!("{what}: after {:.1} s", t.elapsed().as_secs_f64());
+            return s;
+        }
+        assert!(t.elapsed() < timeout, "{what}: not after {timeout:?}: {s}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn lab_namespaces(prefix: &str) -> Vec<String> {
+    let o = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+fn alive(pid: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            let state = s[s.rfind(')').unwrap() + 1..].split_whitespace().next();
+            !matches!(state, Some("Z" | "X"))
+        })
+        .unwrap_or(false)
+}
+
+/// The client's neighbour entry for `ip` after poking it from the client.
+fn client_resolves(state: &str, ip: &str) -> Option<String> {
+    let script = format!(
+        "ip neigh flush to {ip}; {cairn} lab poke {ip}; sleep 1.5; ip neigh show to {ip}",
+        cairn = cairn_bin().display()
+    );
+    let o = cairn(&[
+        "lab", "exec", "client", "--state", state, "--", "sh", "-c", &script,
+    ]);
+    let out = ok(&o);
+    let words: Vec<&str> = out.split_whitespace().collect();
+    let i = words.iter().position(|w| *w == "lladdr")?;
+    words.get(i + 1).map(|s| s.to_string())
+}
+
+fn write_site(dir: &Path, text: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let p = dir.join("site.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+const BASE_SITE: &str = r#"
+[cluster]
+name = "labtest"
+
+[image]
+version = "0.1.0"
+
+[network]
+gateway = "192.0.2.1"
+
+[[node]]
+name = "b1"
+role = "base"
+mac = "52:54:00:c1:00:01"
+addresses = ["192.0.2.31/24"]
+
+[[node]]
+name = "b2"
+role = "base"
+mac = "52:54:00:c1:00:02"
+addresses = ["192.0.2.32/24"]
+
+[[node]]
+name = "web1"
+role = "base"
+external = true
+addresses = ["192.0.2.41/24"]
+"#;
+
+#[test]
+fn base_lab_up_status_exec_kill_start_cut_heal_down_leaves_nothing() {
+    require_root();
+    let _one = ONE_LAB_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let dir = scratch().join("lab-base");
+    let site = write_site(&dir, BASE_SITE);
+    let state_path = dir.join("state");
+    let state = state_path.to_string_lossy().into_owned();
+    // A crashed earlier run may have left a lab: down is idempotent.
+    ok(&cairn(&["lab", "down", "--state", &state]));
+    let _down = Down(state_path.clone());
+
+    let t = Instant::now();
+    let up = cairn(&[
+        "lab",
+        "up",
+        "--site",
+        &site.to_string_lossy(),
+        "--state",
+        &state,
+        "--timeout",
+        &UP_TIMEOUT_S.to_string(),
+    ]);
+    let out = ok(&up);
+    eprintln!("lab up (2 base VMs): {:.1} s", t.elapsed().as_secs_f64());
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state_path.join("lab.json")).unwrap())
+            .unwrap();
+    let prefix = format!("{}-", plan["lab"].as_str().unwrap());
+    assert!(out.contains("is up (2 VM(s)"), "{out}");
+    assert!(
+        out.contains("client address 192.0.2.250/24"),
+        "the client takes .250: {out}"
+    );
+    let stderr = String::from_utf8_lossy(&up.stderr);
+    assert!(stderr.contains("b1: CAIRN-READY"), "{stderr}");
+    assert!(stderr.contains("b2: CAIRN-READY"), "{stderr}");
+    assert_eq!(lab_namespaces(&prefix).len(), 3, "sw, client, web1");
+
+    // A second lab in the same state directory is refused.
+    failed_with(
+        &cairn(&[
+            "lab",
+            "up",
+            "--site",
+            &site.to_string_lossy(),
+            "--state",
+            &state,
+        ]),
+        "already has a running lab",
+    );
+
+    // Status: both VMs ran to CAIRN-READY, the responder runs.
+    let table = ok(&cairn(&["lab", "status", "--state", &state]));
+    for (name, want) in [("b1", "running (boot 1)"), ("b2", "running (boot 1)")] {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in {table}"));
+        assert!(line.contains(want), "{line}");
+        assert!(line.contains(" UTC "), "ready time shown: {line}");
+        assert!(line.contains(" up "), "{line}");
+    }
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("web1") && l.contains("responding")),
+        "{table}"
+    );
+    let s = status_json(&state);
+    let b1_ready = node(&s, "b1")["ready"]["line"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        b1_ready.starts_with("CAIRN-READY role=base node=b1 "),
+        "{b1_ready}"
+    );
+    let b2_pid = node(&s, "b2")["pid"].as_u64().unwrap();
+    let keeper_pid: u64 = std::fs::read_to_string(state_path.join("keeper.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+
+    // Console.
+    let console = ok(&cairn(&["lab", "console", "b1", "--state", &state]));
+    assert!(
+        console.contains("CAIRN-READY role=base node=b1"),
+        "{console}"
+    );
+    failed_with(
+        &cairn(&["lab", "console", "nope", "--state", &state]),
+        "no VM \"nope\"",
+    );
+
+    // Exec: the responder answers with its name; exit codes pass through.
+    let body = ok(&cairn(&[
+        "lab",
+        "exec",
+        "client",
+        "--state",
+        &state,
+        "--",
+        "curl",
+        "-s",
+        "-m",
+        "5",
+        "http://192.0.2.41:8080/",
+    ]));
+    assert_eq!(body, "web1\n");
+    let seven = cairn(&[
+        "lab", "exec", "client", "--state", &state, "--", "sh", "-c", "exit 7",
+    ]);
+    assert_eq!(seven.status.code(), Some(7), "{}", text(&seven));
+    let in_web1 = ok(&cairn(&[
+        "lab", "exec", "web1", "--state", &state, "--", "ip", "-4", "-o", "addr", "show", "eth0",
+    ]));
+    assert!(in_web1.contains("192.0.2.41/24"), "{in_web1}");
+    failed_with(
+        &cairn(&["lab", "exec", "b1", "--state", &state, "--", "true"]),
+        "b1 is a VM",
+    );
+    failed_with(
+        &cairn(&["lab", "exec", "nope", "--state", &state, "--", "true"]),
+        "no node \"nope\" in this lab (known: b1, b2, web1, client)",
+    );
+
+    // The VMs are on the bridge: the client resolves their MACs.
+    assert_eq!(
+        client_resolves(&state, "192.0.2.31").as_deref(),
+        Some("52:54:00:c1:00:01")
+    );
+    assert_eq!(
+        client_resolves(&state, "192.0.2.32").as_deref(),
+        Some("52:54:00:c1:00:02")
+    );
+
+    // Cut: b1 stops answering ARP; heal: it answers again.
+    let o = ok(&cairn(&["lab", "cut", "b1", "--state", &state]));
+    assert!(o.contains("b1: cable pulled"), "{o}");
+    let table = ok(&cairn(&["lab", "status", "--state", &state]));
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("b1") && l.contains(" cut ")),
+        "{table}"
+    );
+    assert_eq!(client_resolves(&state, "192.0.2.31"), None, "b1 is cut off");
+    ok(&cairn(&["lab", "heal", "b1", "--state", &state]));
+    assert_eq!(
+        client_resolves(&state, "192.0.2.31").as_deref(),
+        Some("52:54:00:c1:00:01"),
+        "b1 is back after heal"
+    );
+
+    // Kill: QEMU is gone at once; start boots it again on its overlay.
+    let t = Instant::now();
+    let o = ok(&cairn(&["lab", "kill", "b2", "--state", &state]));
+    assert!(o.contains("b2 powered off"), "{o}");
+    assert!(!alive(b2_pid), "QEMU of b2 (pid {b2_pid}) still runs");
+    let s = status_json(&state);
+    assert_eq!(node(&s, "b2")["running"], false, "{s}");
+    failed_with(
+        &cairn(&["lab", "kill", "b2", "--state", &state]),
+        "b2 is not running",
+    );
+    failed_with(
+        &cairn(&["lab", "kill", "b9", "--state", &state]),
+        "no node \"b9\" in this lab",
+    );
+    ok(&cairn(&["lab", "start", "b2", "--state", &state]));
+    failed_with(
+        &cairn(&["lab", "start", "b2", "--state", &state]),
+        "b2 is already running",
+    );
+    let s = wait_status(&state, "b2 ready again", BOOT_TIMEOUT, |s| {
+        node(s, "b2")["ready"].is_object()
+    });
+    assert_eq!(node(&s, "b2")["boots"], 2, "{s}");
+    eprintln!(
+        "kill → start → CAIRN-READY of b2: {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let console = ok(&cairn(&["lab", "console", "b2", "--state", &state]));
+    assert_eq!(
+        console.matches("CAIRN-READY role=base node=b2").count(),
+        2,
+        "two boots in one console log: {console}"
+    );
+    let qemu_pids: Vec<u64> = ["b1", "b2"]
+        .iter()
+        .map(|n| node(&s, n)["pid"].as_u64().unwrap())
+        .collect();
+
+    // Down: nothing is left: no namespace, no QEMU, no keeper; a console
+    // follower ends with the lab.
+    let mut follow = Command::new(cairn_bin())
+        .args(["lab", "console", "b1", "--state", &state, "--follow"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read while it runs: the console is larger than a pipe buffer.
+    let mut follow_out = follow.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut follow_out, &mut text).unwrap();
+        text
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        follow.try_wait().unwrap().is_none(),
+        "console --follow keeps running while the lab is up"
+    );
+    let o = ok(&cairn(&["lab", "down", "--state", &state]));
+    let t = Instant::now();
+    while follow.try_wait().unwrap().is_none() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "console --follow outlived the lab"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let followed = reader.join().unwrap();
+    assert!(
+        followed.contains("CAIRN-READY role=base node=b1"),
+        "{followed}"
+    );
+    assert!(o.contains("keeper stopped its VMs and responders"), "{o}");
+    assert_eq!(lab_namespaces(&prefix), Vec::<String>::new());
+    assert!(!alive(keeper_pid), "keeper {keeper_pid} survived down");
+    for pid in qemu_pids {
+        assert!(!alive(pid), "QEMU {pid} survived down");
+    }
+    assert!(!state_path.join("lab.json").exists());
+    assert!(!state_path.join("keeper.sock").exists());
+    assert!(!state_path.join("vms/b1/disk.qcow2").exists());
+    assert!(
+        state_path.join("vms/b1/console.log").exists(),
+        "consoles are kept"
+    );
+    // Idempotent; and the commands say there is no lab.
+    let o = ok(&cairn(&["lab", "down", "--state", &state]));
+    assert!(o.contains("nothing to remove"), "{o}");
+    failed_with(&cairn(&["lab", "status", "--state", &state]), "no lab here");
+}
+
+#[test]
+fn down_cleans_up_after_a_dead_keeper() {
+    require_root();
+    let _one = ONE_LAB_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // The same state directory as the other base test (the tests take turns),
+    // so the base image is built once; one VM is enough here.
+    let dir = scratch().join("lab-base");
+    let site = write_site(&dir, BASE_SITE);
+    let state_path = dir.join("state");
+    let state = state_path.to_string_lossy().into_owned();
+    ok(&cairn(&["lab", "down", "--state", &state]));
+    let _down = Down(state_path.clone());
+    ok(&cairn(&[
+        "lab",
+        "up",
+        "--site",
+        &site.to_string_lossy(),
+        "--state",
+        &state,
+        "--nodes",
+        "b1,web1",
+        "--timeout",
+        &UP_TIMEOUT_S.to_string(),
+    ]));
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state_path.join("lab.json")).unwrap())
+            .unwrap();
+    let prefix = format!("{}-", plan["lab"].as_str().unwrap());
+    let s = status_json(&state);
+    let qemu = node(&s, "b1")["pid"].as_u64().unwrap();
+    let responder = node(&s, "web1")["pid"].as_u64().unwrap();
+    let keeper: u64 = std::fs::read_to_string(state_path.join("keeper.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // The keeper dies without a word; QEMU and the responder are orphans.
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", &keeper.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let t = Instant::now();
+    while alive(keeper) && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!alive(keeper));
+    assert!(alive(qemu), "QEMU outlives its keeper until down");
+    failed_with(
+        &cairn(&["lab", "status", "--state", &state]),
+        "has no keeper any more",
+    );
+    failed_with(
+        &cairn(&[
+            "lab",
+            "up",
+            "--site",
+            &site.to_string_lossy(),
+            "--state",
+            &state,
+        ]),
+        "remains of a lab whose keeper is gone",
+    );
+    let o = ok(&cairn(&["lab", "down", "--state", &state]));
+    assert!(o.contains("keeper was not running"), "{o}");
+    assert!(!alive(qemu), "QEMU {qemu} survived down");
+    assert!(!alive(responder), "responder {responder} survived down");
+    assert_eq!(lab_namespaces(&prefix), Vec::<String>::new());
+}
+
+#[test]
+fn lab_refuses_bad_requests_precisely() {
+    require_root();
+    let dir = scratch().join("lab-errors");
+    let site = write_site(&dir, BASE_SITE);
+    let state = dir.join("state").to_string_lossy().into_owned();
+    failed_with(
+        &cairn(&[
+            "lab",
+            "up",
+            "--site",
+            &site.to_string_lossy(),
+            "--state",
+            &state,
+            "--nodes",
+            "b1,nosuch",
+        ]),
+        "--nodes: unknown node \"nosuch\" (the site has: b1, b2, web1)",
+    );
+    failed_with(
+        &cairn(&[
+            "lab",
+            "up",
+            "--site",
+            &site.to_string_lossy(),
+            "--state",
+            &state,
+            "--nodes",
+            "web1",
+        ]),
+        "the lab would boot no VM",
+    );
+    failed_with(
+        &cairn(&[
+            "lab",
+            "up",
+            "--site",
+            "/nonexistent/site.toml",
+            "--state",
+            &state,
+        ]),
+        "--site /nonexistent/site.toml: no such file",
+    );
+    failed_with(&cairn(&["lab", "status", "--state", &state]), "no lab here");
+    failed_with(
+        &cairn(&["lab", "kill", "b1", "--state", &state]),
+        "no lab here",
+    );
+    failed_with(
+        &cairn(&["lab", "exec", "client", "--state", &state, "--", "true"]),
+        "no lab here",
+    );
+    failed_with(
+        &cairn(&["lab", "status", "--state", "/nonexistent/state"]),
+        "--state /nonexistent/state: no such directory",
+    );
+}
+
+/// One probe attempt of cairn-lab-probe's JSON lines.
+struct Attempt {
+    t_ms: f64,
+    ok: bool,
+    body: String,
+}
+
+fn read_probe(path: &Path) -> Vec<Attempt> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            Attempt {
+                t_ms: v["t_ms"].as_f64().unwrap(),
+                ok: v["ok"].as_bool().unwrap(),
+                body: v["body"].as_str().unwrap_or("").trim().to_string(),
+            }
+        })
+        .collect()
+}
+
+fn vip_holder(state: &str) -> Option<String> {
+    let table = ok(&cairn(&["lab", "status", "--state", state]));
+    let line = table.lines().find(|l| l.starts_with("VIP 192.0.2.100:"))?;
+    let rest = line.split("held by ").nth(1)?;
+    rest.split_whitespace().next().map(str::to_string)
+}
+
+#[test]
+fn lb_pair_serves_through_the_vip_fails_over_under_load_and_preempts() {
+    require_root();
+    let _one = ONE_LAB_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let dir = scratch().join("lab-lb");
+    std::fs::create_dir_all(&dir).unwrap();
+    let site = workspace().join("examples/site.toml");
+    let state_path = dir.join("state");
+    let state = state_path.to_string_lossy().into_owned();
+    ok(&cairn(&["lab", "down", "--state", &state]));
+    let _down = Down(state_path.clone());
+
+    let t = Instant::now();
+    ok(&cairn(&[
+        "lab",
+        "up",
+        "--site",
+        &site.to_string_lossy(),
+        "--state",
+        &state,
+        "--nodes",
+        "lb1,lb2,web1,web2",
+        "--timeout",
+        &UP_TIMEOUT_S.to_string(),
+    ]));
+    eprintln!("lab up (lb1, lb2): {:.1} s", t.elapsed().as_secs_f64());
+
+    // lb1 (priority 200) holds the VIP.
+    let t = Instant::now();
+    while vip_holder(&state).as_deref() != Some("lb1") {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "lb1 never held the VIP: {:?}",
+            vip_holder(&state)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // Round robin over both backends through the VIP.
+    let mut bodies = Vec::new();
+    for _ in 0..6 {
+        let b = ok(&cairn(&[
+            "lab",
+            "exec",
+            "client",
+            "--state",
+            &state,
+            "--",
+            "curl",
+            "-s",
+            "-m",
+            "5",
+            "http://192.0.2.100/",
+        ]));
+        bodies.push(b.trim().to_string());
+    }
+    assert!(bodies.iter().any(|b| b == "web1"), "{bodies:?}");
+    assert!(bodies.iter().any(|b| b == "web2"), "{bodies:?}");
+
+    // Kill the master under one request every 10 ms.
+    let probe_bin = cairn_bin().with_file_name("cairn-lab-probe");
+    assert!(
+        probe_bin.is_file(),
+        "{} missing: build cairn-labnet",
+        probe_bin.display()
+    );
+    let probe_out = dir.join("failover.jsonl");
+    let probe_s = probe_out.to_string_lossy().into_owned();
+    let mut probe = Command::new(cairn_bin())
+        .args([
+            "lab",
+            "exec",
+            "client",
+            "--state",
+            &state,
+            "--",
+            &probe_bin.to_string_lossy(),
+            "--target",
+            "192.0.2.100:80",
+            "--every-ms",
+            "10",
+            "--timeout-ms",
+            "100",
+            "--duration-ms",
+            "12000",
+            "--out",
+            &probe_s,
+        ])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let killed_at = Instant::now();
+    ok(&cairn(&["lab", "kill", "lb1", "--state", &state]));
+    eprintln!(
+        "lab kill lb1 took {:.2} s",
+        killed_at.elapsed().as_secs_f64()
+    );
+    let status = probe.wait().unwrap();
+    assert!(status.success(), "probe: {status}");
+    let attempts = read_probe(&probe_out);
+    let failed: Vec<&Attempt> = attempts.iter().filter(|a| !a.ok).collect();
+    let first_fail = failed.first().map(|a| a.t_ms).unwrap_or(0.0);
+    let last_fail = failed.last().map(|a| a.t_ms).unwrap_or(0.0);
+    eprintln!(
+        "failover under load: {} requests, {} failed, outage {:.0} ms (first failure at {:.0} ms, last at {:.0} ms)",
+        attempts.len(),
+        failed.len(),
+        last_fail - first_fail,
+        first_fail,
+        last_fail
+    );
+    assert!(attempts.len() > 300, "the probe ran: {}", attempts.len());
+    // The backup serves: the last two seconds of the run all succeed.
+    let end = attempts.last().unwrap().t_ms;
+    let tail: Vec<&Attempt> = attempts.iter().filter(|a| a.t_ms > end - 2000.0).collect();
+    assert!(
+        !tail.is_empty() && tail.iter().all(|a| a.ok),
+        "the backup serves"
+    );
+    assert!(tail.iter().any(|a| a.body == "web1" || a.body == "web2"));
+    assert_eq!(vip_holder(&state).as_deref(), Some("lb2"));
+
+    // lb1 comes back and preempts (priority 200 > 100, preempt = true), under
+    // the same load; the probe runs until the VIP moved and 2 s more.
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state_path.join("lab.json")).unwrap())
+            .unwrap();
+    let client_ns = plan["client"]["netns"].as_str().unwrap().to_string();
+    let preempt_out = dir.join("preempt.jsonl");
+    // `ip netns exec` execs the probe, so this child's pid is the probe's.
+    let mut probe = Command::new("ip")
+        .args(["netns", "exec", &client_ns])
+        .arg(&probe_bin)
+        .args([
+            "--target",
+            "192.0.2.100:80",
+            "--every-ms",
+            "10",
+            "--timeout-ms",
+            "100",
+            "--duration-ms",
+            "0",
+            "--out",
+            &preempt_out.to_string_lossy(),
+        ])
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    ok(&cairn(&["lab", "start", "lb1", "--state", &state]));
+    wait_status(&state, "lb1 ready again", BOOT_TIMEOUT, |s| {
+        node(s, "lb1")["ready"].is_object()
+    });
+    let ready = t.elapsed();
+    while vip_holder(&state).as_deref() != Some("lb1") {
+        assert!(
+            t.elapsed() < ready + Duration::from_secs(30),
+            "lb1 did not take the VIP back: {:?}",
+            vip_holder(&state)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    eprintln!(
+        "lb1 restarted: ready after {:.1} s, VIP back on lb1 after {:.1} s",
+        ready.as_secs_f64(),
+        t.elapsed().as_secs_f64()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &probe.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let stop = Instant::now();
+    while probe.try_wait().unwrap().is_none() {
+        assert!(
+            stop.elapsed() < Duration::from_secs(10),
+            "the probe ignores SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let attempts = read_probe(&preempt_out);
+    let failed: Vec<&Attempt> = attempts.iter().filter(|a| !a.ok).collect();
+    eprintln!(
+        "preemption under load: {} requests, {} failed{}",
+        attempts.len(),
+        failed.len(),
+        match (failed.first(), failed.last()) {
+            (Some(a), Some(b)) =>
+                format!(", between {:.0} ms and {:.0} ms of the run", a.t_ms, b.t_ms),
+            _ => String::new(),
+        }
+    );
+    assert!(attempts.len() > 100, "the probe ran: {}", attempts.len());
+    let end = attempts.last().unwrap().t_ms;
+    let tail: Vec<&Attempt> = attempts.iter().filter(|a| a.t_ms > end - 1500.0).collect();
+    assert!(
+        !tail.is_empty() && tail.iter().all(|a| a.ok),
+        "lb1 serves after preempting"
+    );
+    let body = ok(&cairn(&[
+        "lab",
+        "exec",
+        "client",
+        "--state",
+        &state,
+        "--",
+        "curl",
+        "-s",
+        "-m",
+        "5",
+        "http://192.0.2.100/",
+    ]));
+    assert!(body == "web1\n" || body == "web2\n", "{body}");
+    ok(&cairn(&["lab", "down", "--state", &state]));
+}
