@@ -5,6 +5,8 @@
 //! start to all-ready, restart latency after a SIGKILL, orderly shutdown time,
 //! and tini's resident memory as a minimal-init reference measured in the
 //! same run.
+//!
+//! Section "Failover (VRRPv3)": see `bench_vrrp`.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -35,13 +37,13 @@ fn ten_services() -> String {
 /// One measured quantity with its samples.
 #[derive(Debug, Serialize)]
 pub struct Metric {
-    name: String,
-    unit: String,
-    samples: Vec<f64>,
-    median: f64,
-    min: f64,
-    max: f64,
-    goal: String,
+    pub(crate) name: String,
+    pub(crate) unit: String,
+    pub(crate) samples: Vec<f64>,
+    pub(crate) median: f64,
+    pub(crate) min: f64,
+    pub(crate) max: f64,
+    pub(crate) goal: String,
 }
 
 impl Metric {
@@ -76,6 +78,7 @@ struct Report {
     images: Vec<Metric>,
     images_identical: bool,
     accel: String,
+    failover: crate::bench_vrrp::FailoverReport,
 }
 
 #[derive(Debug, Serialize)]
@@ -290,6 +293,7 @@ pub fn run(runs: usize) -> Result<()> {
         ),
     ];
     let img = crate::bench_image::run(runs.min(5))?;
+    let failover = crate::bench_vrrp::run(runs)?;
     let report = Report {
         machine: machine(&bin),
         runs,
@@ -297,6 +301,7 @@ pub fn run(runs: usize) -> Result<()> {
         images: img.metrics,
         images_identical: img.identical,
         accel: img.accel,
+        failover,
     };
     write_report(&report)?;
     Ok(())
@@ -353,6 +358,8 @@ fn write_report(report: &Report) -> Result<()> {
          (../shared/FIELD-NOTES.md); the side-by-side comparison is the benchmark issue's. Restart latency uses `restart_delay_ms = 0`; with \
          the default first delay of 100 ms add that.\n",
     );
+    md.push('\n');
+    md.push_str(&crate::bench_vrrp::markdown(&report.failover));
     std::fs::write(out.join("report.md"), &md)?;
     println!("\n{md}");
     println!("wrote {} and report.json", out.join("report.md").display());

@@ -4,7 +4,9 @@
 
 mod bench;
 mod bench_image;
+mod bench_vrrp;
 mod demo;
+mod demo_lb;
 mod lab;
 mod setup;
 
@@ -26,8 +28,17 @@ struct Cli {
 enum Cmd {
     /// Install the host packages the project needs (idempotent; needs root).
     Setup,
-    /// Set up, build, and run the live demo on the built-in example.
-    Demo,
+    /// Set up, build, and run the live demo on the built-in example: the load-balancer
+    /// pair as a QEMU lab, failing over under load.
+    Demo {
+        /// Leave the lab running at the end (remove it with `cairn lab down`).
+        #[arg(long)]
+        keep: bool,
+        /// Instead: cairn-init as PID 1 of a PID namespace with a few demo services, and the
+        /// `base` image booted to CAIRN-READY.
+        #[arg(long)]
+        pid1: bool,
+    },
     /// Set up, then run formatting and lint checks and every test (unit, privileged).
     Test {
         /// Skip `cargo fmt --check` and clippy.
@@ -42,24 +53,41 @@ enum Cmd {
         /// Runs per measurement.
         #[arg(long, default_value_t = 7)]
         runs: usize,
+        /// Run one part only and update its section of the report, keeping the rest.
+        #[arg(long, value_enum)]
+        only: Option<BenchPart>,
     },
+}
+
+/// A part of the benchmark suite that can run alone.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BenchPart {
+    /// cairn-vipd against keepalived: node death and graceful stop (root).
+    Failover,
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Setup => setup::run(),
-        Cmd::Demo => {
+        Cmd::Demo { keep, pid1 } => {
             setup::run()?;
-            demo::run()
+            if pid1 {
+                demo::run()
+            } else {
+                demo_lb::run(keep)
+            }
         }
         Cmd::Test { no_lint, rest } => {
             setup::run()?;
             test(no_lint, &rest)
         }
-        Cmd::Bench { runs } => {
+        Cmd::Bench { runs, only } => {
             setup::run()?;
-            bench::run(runs)
+            match only {
+                Some(BenchPart::Failover) => bench_vrrp::run_alone(runs),
+                None => bench::run(runs),
+            }
         }
     }
 }

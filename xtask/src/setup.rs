@@ -92,8 +92,13 @@ pub fn run() -> Result<()> {
         step(&format!("installing host packages: {}", todo.join(" ")));
         let install = || {
             let mut cmd = Command::new("apt-get");
-            cmd.env("DEBIAN_FRONTEND", "noninteractive")
-                .args(["-q", "-y", "--no-install-recommends", &cache, "install"]);
+            cmd.env("DEBIAN_FRONTEND", "noninteractive").args([
+                "-q",
+                "-y",
+                "--no-install-recommends",
+                &cache,
+                "install",
+            ]);
             cmd
         };
         if let Err(e) = run_cmd(install().args(&todo)) {
