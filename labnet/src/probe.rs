@@ -21,6 +21,18 @@ pub struct Attempt {
     /// What went wrong (present when not `ok`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Start of the attempt on CLOCK_MONOTONIC in milliseconds ([`monotonic_ms`]), so other
+    /// processes on the host can place it against their own events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mono_ms: Option<f64>,
+}
+
+/// CLOCK_MONOTONIC now, in milliseconds: one time line for every process on the host
+/// (Rust's `Instant` reads the same clock but hides its value).
+pub fn monotonic_ms() -> f64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as f64 * 1000.0 + t.tv_nsec() as f64 / 1e6)
+        .unwrap_or(0.0)
 }
 
 /// A probe file could not be read or parsed.
@@ -204,6 +216,7 @@ mod tests {
     #[test]
     fn a_trailing_outage_ends_at_the_last_attempt() {
         let a = |t, ok| Attempt {
+            mono_ms: None,
             t_ms: t,
             ok,
             body: ok.then(|| "a".to_owned()),
@@ -234,6 +247,7 @@ mod tests {
     #[test]
     fn attempts_round_trip_as_json_lines() {
         let a = Attempt {
+            mono_ms: None,
             t_ms: 12.5,
             ok: false,
             body: None,

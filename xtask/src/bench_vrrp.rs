@@ -504,6 +504,7 @@ fn run_once(
                 ok: t.result.is_ok(),
                 body: t.result.clone().ok(),
                 error: t.result.clone().err(),
+                mono_ms: None,
             })
             .collect::<Vec<_>>(),
     );

@@ -72,18 +72,21 @@ fn main() -> anyhow::Result<()> {
             next = Instant::now();
         }
         let t_ms = start.elapsed().as_secs_f64() * 1000.0;
+        let mono_ms = Some(cairn_labnet::probe::monotonic_ms());
         let attempt = match cairn_labnet::http::get(args.target, timeout) {
             Ok(body) => Attempt {
                 t_ms,
                 ok: true,
                 body: Some(body),
                 error: None,
+                mono_ms,
             },
             Err(error) => Attempt {
                 t_ms,
                 ok: false,
                 body: None,
                 error: Some(error),
+                mono_ms,
             },
         };
         serde_json::to_writer(&mut out, &attempt).context("write attempt")?;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use cairn_netlink::{IpNet, Netlink, NetlinkError};
 use cairn_vrrp::packet::{decode_ipv4, decode_ipv6};
 use cairn_vrrp::{DropReason, Input, Instance, InstanceConfig, PacketError, Received};
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::{PollFd, PollFlags, ppoll};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
@@ -612,8 +612,9 @@ fn main_loop(
             .map(|d| d.saturating_duration_since(now))
             .unwrap_or(MAX_POLL)
             .min(MAX_POLL);
-        // Round up so a deadline is never woken for 0 ms too early and spun on.
-        let millis = u16::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(u16::MAX);
+        // ppoll's nanosecond timeout wakes at the deadline itself: rounding up to poll's whole
+        // milliseconds made every takeover ~1 ms later than keepalived's.
+        let timeout = nix::sys::time::TimeSpec::from_duration(timeout);
 
         let (signal_ready, wake_ready, socket_ready) = {
             let mut fds = vec![
@@ -625,7 +626,7 @@ fn main_loop(
                     .iter()
                     .map(|s| PollFd::new(s.as_fd(), PollFlags::POLLIN)),
             );
-            match poll(&mut fds, PollTimeout::from(millis)) {
+            match ppoll(&mut fds, Some(timeout), None) {
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(RuntimeError::Poll(e)),

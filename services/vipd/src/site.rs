@@ -3,9 +3,10 @@
 //!
 //! - name `lb`, VRID, VIPs, advert interval and preempt from `[lb]`;
 //! - priority: the node's `priority` (default [`DEFAULT_PRIORITY`]);
-//! - tracks: cairn-init service `haproxy` ready, and a TCP connect to `127.0.0.1:<port>` of
-//!   every frontend, each with weight [`TRACK_WEIGHT`] (255): one failing check takes the
-//!   node to priority 1, below every healthy peer (site priorities are 1..=254);
+//! - tracks, every [`CHECK_INTERVAL_MS`]: cairn-init service `haproxy` ready (fall 1), and a
+//!   TCP connect to `127.0.0.1:<port>` of every frontend (fall 2), each with weight
+//!   [`TRACK_WEIGHT`] (255): one failing check takes the node to priority 1, below every
+//!   healthy peer (site priorities are 1..=254), and a master at priority 1 resigns at once;
 //! - multicast adverts, no virtual MAC, default announcements.
 
 use std::net::IpAddr;
@@ -23,8 +24,10 @@ pub const TRACK_WEIGHT: u32 = 255;
 pub const INSTANCE_NAME: &str = "lb";
 /// The cairn-init service whose readiness is tracked.
 pub const PROXY_SERVICE: &str = "haproxy";
-/// Interval and timeout of the derived checks, in milliseconds.
-pub const CHECK_INTERVAL_MS: u32 = 500;
+/// Interval and timeout of the derived checks, in milliseconds. A check driving the master
+/// to priority 1 makes it resign at once (cairn_vrrp::UNFIT_PRIORITY), so this interval is
+/// most of the time a dead HAProxy keeps the VIP.
+pub const CHECK_INTERVAL_MS: u32 = 200;
 
 /// Why the site file gives this node no VRRP config.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -103,8 +106,11 @@ pub fn derive(site: &Site, node: &str, interface: &str) -> Result<ConfigFile, Si
         rise: 2,
         weight: TRACK_WEIGHT,
     };
+    // cairn-init's word on the service is authoritative (no flapping probe), so one failed
+    // check is enough; the TCP probes keep fall = 2.
     let mut track = vec![TrackSpec {
         service: Some(PROXY_SERVICE.to_owned()),
+        fall: 1,
         ..check(PROXY_SERVICE.to_owned(), TrackKind::Service)
     }];
     for fe in &lb.frontends {

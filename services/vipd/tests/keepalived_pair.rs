@@ -40,7 +40,11 @@ fn keepalived_clients_through_the_vip() {
     let (graceful, death, takeover) = probing(keepalived(), keepalived());
     // keepalived drops the VIP as it resigns, so requests sent in the Skew_Time gap go to
     // a box without the address: at most the attempts of one timeout fail.
-    assert!(graceful.failures <= 2, "graceful: {}", graceful.line());
+    assert!(
+        graceful.failed_in_window <= 2,
+        "graceful: {}",
+        graceful.summary.line()
+    );
     assert!(
         death.longest_outage_ms() >= takeover.as_secs_f64() * 1000.0 - 110.0,
         "{}",

@@ -56,7 +56,8 @@ pub enum Input {
     /// Time passed; the caller calls this at or after [`Instance::next_deadline`].
     Timer,
     /// Health tracking changed the effective priority (configured priority minus failing
-    /// weights, clamped to 1..=254; never applied to an owner at 255).
+    /// weights, clamped to 1..=254; never applied to an owner at 255). A master announces the
+    /// new priority at once; one driven down to [`UNFIT_PRIORITY`] resigns instead.
     SetPriority(u8),
 }
 
@@ -130,6 +131,10 @@ pub struct Instance {
     /// Whether the successor's advert was heard during the release.
     release_heard: bool,
 }
+
+/// The effective priority health tracking sets when a check drives it to the floor: "cannot
+/// serve". A master that falls to it resigns at once (see [`Input::SetPriority`]).
+pub const UNFIT_PRIORITY: u8 = 1;
 
 /// How long a resigned master keeps its VIPs after hearing its successor's first advert.
 /// The successor sends that advert together with its gratuitous ARPs, so by then clients are
@@ -409,8 +414,19 @@ impl Instance {
         if priority == self.priority {
             return;
         }
+        let was = self.priority;
         self.priority = priority;
         if self.state == State::Master {
+            if priority == UNFIT_PRIORITY && was > UNFIT_PRIORITY {
+                // Health tracking says we cannot serve at all: resign now (priority 0, the
+                // best backup takes over after its Skew_Time) instead of waiting for it to
+                // outlast our adverts; alone on the link we are master again after
+                // Master_Down_Interval.
+                self.send(0, actions);
+                self.master = None;
+                self.become_backup(now, actions);
+                return;
+            }
             // Tell backups now rather than at the next Adver_Timer, so a preempting backup
             // that now outranks us stops restarting its Master_Down_Timer at once.
             self.send(priority, actions);
@@ -423,11 +439,15 @@ impl Instance {
         self.stop_timers();
         self.state = State::Master;
         self.counters.became_master += 1;
-        self.send(self.priority, actions);
-        self.adver_timer = Some(now + centiseconds(self.config.interval_cs.max(1)));
+        // Addresses and the first gratuitous ARP / NA go out before the advert (RFC 5798
+        // sends the advert first): a resigning master that hears this advert releases its
+        // VIPs RELEASE_LINGER later, and by then the clients have been re-pointed already,
+        // however long adding the addresses took.
         actions.push(Action::AddVips);
         self.announce_left = self.config.announce_count.max(1);
         self.announce(now, actions);
+        self.send(self.priority, actions);
+        self.adver_timer = Some(now + centiseconds(self.config.interval_cs.max(1)));
         actions.push(Action::StateChanged {
             from,
             to: State::Master,

@@ -94,9 +94,9 @@ fn startup_owner_becomes_master() {
     assert_eq!(
         actions,
         vec![
-            Action::SendAdvert { priority: 255 },
             Action::AddVips,
             Action::Announce,
+            Action::SendAdvert { priority: 255 },
             changed(State::Initialize, State::Master),
         ]
     );
@@ -140,9 +140,9 @@ fn early_timer_does_nothing_and_due_timer_makes_master() {
     assert_eq!(
         actions,
         vec![
-            Action::SendAdvert { priority: 100 },
             Action::AddVips,
             Action::Announce,
+            Action::SendAdvert { priority: 100 },
             changed(State::Backup, State::Master),
         ]
     );
@@ -628,7 +628,7 @@ fn lowered_master_loses_to_preempting_backup() {
     let takeover = backup.next_deadline().unwrap();
     assert_eq!(takeover, t1 + master_down_interval(100, 100));
     let actions = backup.handle(Input::Timer, takeover);
-    assert_eq!(actions[0], Action::SendAdvert { priority: 100 });
+    assert_eq!(actions[2], Action::SendAdvert { priority: 100 });
     // The old master yields to the higher advert.
     let actions = master.handle(advert_from(6, 100, 100), takeover);
     assert_eq!(actions.last(), Some(&changed(State::Master, State::Backup)));
@@ -644,4 +644,43 @@ fn skew_orders_backups_by_priority() {
     assert!(high.next_deadline().unwrap() < low.next_deadline().unwrap());
     let gap = low.next_deadline().unwrap() - high.next_deadline().unwrap();
     assert_eq!(gap, skew_time(100, 100) - skew_time(200, 100));
+}
+
+#[test]
+fn master_driven_to_the_floor_resigns_at_once() {
+    let t0 = Instant::now();
+    let mut instance = started(config(150, 5), t0);
+    let t1 = make_master(&mut instance, t0);
+    // A small drop is announced, not a resignation.
+    assert_eq!(
+        instance.handle(Input::SetPriority(120), t1),
+        vec![Action::SendAdvert { priority: 120 }]
+    );
+    assert_eq!(instance.state(), State::Master);
+    // Unfit: priority 0, VIPs gone, Backup with a fresh Master_Down_Timer at priority 1.
+    let t2 = t1 + ms(50);
+    assert_eq!(
+        instance.handle(Input::SetPriority(UNFIT_PRIORITY), t2),
+        vec![
+            Action::SendAdvert { priority: 0 },
+            Action::RemoveVips,
+            changed(State::Master, State::Backup),
+        ]
+    );
+    assert_eq!(instance.priority(), UNFIT_PRIORITY);
+    assert_eq!(
+        instance.next_deadline(),
+        Some(t2 + master_down_interval(UNFIT_PRIORITY, 100))
+    );
+    // Alone on the link, it serves again (badly) rather than leave the VIP vacant.
+    let back = instance.next_deadline().unwrap();
+    let actions = instance.handle(Input::Timer, back);
+    assert!(actions.contains(&Action::AddVips));
+    assert_eq!(instance.state(), State::Master);
+    // Already at the floor: nothing more.
+    assert!(
+        instance
+            .handle(Input::SetPriority(UNFIT_PRIORITY), back)
+            .is_empty()
+    );
 }

@@ -364,6 +364,15 @@ impl Cluster {
 
     /// Stops the probe with SIGTERM and summarises its file.
     pub fn stop_probe(&mut self, tag: &str, out: &std::path::Path) -> ProbeSummary {
+        self.stop_probe_attempts(tag, out).1
+    }
+
+    /// Like [`Self::stop_probe`], with the attempts themselves.
+    pub fn stop_probe_attempts(
+        &mut self,
+        tag: &str,
+        out: &std::path::Path,
+    ) -> (Vec<cairn_labnet::probe::Attempt>, ProbeSummary) {
         let name = format!("probe-{tag}");
         self.lab
             .process(&name)
@@ -388,7 +397,7 @@ impl Cluster {
                 a.error.as_deref().unwrap_or("?")
             );
         }
-        summary
+        (attempts, summary)
     }
 }
 
@@ -654,10 +663,37 @@ pub fn interop(da: Daemon, db: Daemon) {
     );
 }
 
+/// What a client saw across one handover.
+pub struct Across {
+    /// The whole probe run.
+    pub summary: ProbeSummary,
+    /// Failed requests started between the event (SIGTERM / kill) and 500 ms after the VIP
+    /// arrived on the new master: the ones the handover is to blame for. Failures outside
+    /// that window are the machine's (a starved responder missing the 100 ms timeout).
+    pub failed_in_window: usize,
+}
+
+fn across(
+    attempts: &[cairn_labnet::probe::Attempt],
+    summary: ProbeSummary,
+    from: f64,
+    to: f64,
+) -> Across {
+    let failed_in_window = attempts
+        .iter()
+        .filter(|a| !a.ok)
+        .filter(|a| a.mono_ms.is_some_and(|t| t >= from && t <= to))
+        .count();
+    Across {
+        summary,
+        failed_in_window,
+    }
+}
+
 /// HTTP clients through the VIP: responders on `a` and `b`, a client `cl` probing every
 /// 10 ms. First a graceful SIGTERM handover (a → b), then, with `a` back as master, a
-/// node death. Returns (graceful summary, death summary, death takeover).
-pub fn probing(da: Daemon, db: Daemon) -> (ProbeSummary, ProbeSummary, Duration) {
+/// node death. Returns (graceful, death, death takeover).
+pub fn probing(da: Daemon, db: Daemon) -> (Across, ProbeSummary, Duration) {
     let mut c = Cluster::new(pair(da, db), &[("cl", "192.0.2.200/24")]);
     c.start_responder("a");
     c.start_responder("b");
@@ -667,10 +703,12 @@ pub fn probing(da: Daemon, db: Daemon) -> (ProbeSummary, ProbeSummary, Duration)
     let out = c.start_probe("cl", "graceful");
     std::thread::sleep(Duration::from_millis(300));
     let t0 = Instant::now();
+    let from = cairn_labnet::probe::monotonic_ms();
     c.terminate("a");
     let at = c.expect_acquired("b", t0, Duration::from_secs(3), "graceful handover");
+    let to = from + ms(at - t0) + 500.0;
     std::thread::sleep(Duration::from_millis(500));
-    let graceful = c.stop_probe("graceful", &out);
+    let (attempts, graceful) = c.stop_probe_attempts("graceful", &out);
     eprintln!(
         "probe across graceful handover (b after {:.0} ms): {}",
         ms(at - t0),
@@ -724,7 +762,7 @@ pub fn probing(da: Daemon, db: Daemon) -> (ProbeSummary, ProbeSummary, Duration)
         "b serves at the end: {:?}",
         death.switches
     );
-    (graceful, death, takeover)
+    (across(&attempts, graceful, from, to), death, takeover)
 }
 
 /// Malformed VRRP at the master from a third node: truncated, version 2, TTL 64, bad
