@@ -72,6 +72,25 @@ fn failed_with(o: &Output, needle: &str) {
     assert!(t.contains(needle), "expected {needle:?} in: {t}");
 }
 
+/// `cairn lab ctl <node> --state <state> -- <args>`: cairnctl on the VM.
+fn ctl(state: &str, node: &str, args: &[&str]) -> Output {
+    let mut all = vec!["lab", "ctl", node, "--state", state, "--"];
+    all.extend_from_slice(args);
+    cairn(&all)
+}
+
+/// The node's services, from `cairnctl status --json` run on the box.
+fn box_services(state: &str, node: &str) -> serde_json::Value {
+    serde_json::from_str(&ok(&ctl(state, node, &["status", "--json"]))).unwrap()
+}
+
+/// The node's first VRRP instance, from `cairnctl vip --json` run on the box.
+fn box_vrrp(state: &str, node: &str) -> serde_json::Value {
+    let all: serde_json::Value =
+        serde_json::from_str(&ok(&ctl(state, node, &["vip", "--json"]))).unwrap();
+    all[0].clone()
+}
+
 /// Runs `cairn lab down` when dropped, so a failing test leaves nothing behind.
 struct Down(PathBuf);
 
@@ -283,6 +302,53 @@ fn base_lab_up_status_exec_kill_start_cut_heal_down_leaves_nothing() {
         "no VM \"nope\"",
     );
 
+    // Ctl: cairnctl on the box through the virtio-serial control channel.
+    let services = box_services(&state, "b1");
+    let agent = services
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "ctl-agent")
+        .unwrap_or_else(|| panic!("no ctl-agent in {services}"));
+    assert_eq!(agent["state"], "ready", "{services}");
+    assert_eq!(agent["ready"], true, "{services}");
+    let version = ok(&ctl(&state, "b2", &["--version"]));
+    assert!(version.starts_with("cairnctl "), "{version}");
+    let nosuch = ctl(&state, "b1", &["stop", "nosuch"]);
+    assert_eq!(nosuch.status.code(), Some(1), "{}", text(&nosuch));
+    assert!(
+        String::from_utf8_lossy(&nosuch.stderr).contains("no such service \"nosuch\""),
+        "the box's stderr is relayed: {}",
+        text(&nosuch)
+    );
+    let usage = ctl(&state, "b1", &["nosuch-command"]);
+    assert_eq!(usage.status.code(), Some(2), "{}", text(&usage));
+    failed_with(
+        &ctl(&state, "b1", &["agent"]),
+        "b1: cairnctl agent refused the request: request: field `args`: `agent` cannot be run through the agent",
+    );
+    failed_with(&ctl(&state, "web1", &["status"]), "web1 is not a VM");
+    failed_with(
+        &ctl(&state, "nope", &["status"]),
+        "no node \"nope\" in this lab",
+    );
+    // Calls in parallel take turns (QEMU serves one client at a time).
+    let t = Instant::now();
+    let parallel: Vec<_> = (0..4)
+        .map(|_| {
+            let state = state.clone();
+            std::thread::spawn(move || ctl(&state, "b1", &["--version"]))
+        })
+        .collect();
+    for p in parallel {
+        let o = p.join().unwrap();
+        assert!(ok(&o).starts_with("cairnctl "), "{}", text(&o));
+    }
+    eprintln!(
+        "4 parallel `lab ctl b1 -- --version`: {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
+
     // Exec: the responder answers with its name; exit codes pass through.
     let body = ok(&cairn(&[
         "lab",
@@ -355,6 +421,10 @@ fn base_lab_up_status_exec_kill_start_cut_heal_down_leaves_nothing() {
         "b2 is not running",
     );
     failed_with(
+        &ctl(&state, "b2", &["status"]),
+        "b2 is not running, so its control channel",
+    );
+    failed_with(
         &cairn(&["lab", "kill", "b9", "--state", &state]),
         "no node \"b9\" in this lab",
     );
@@ -367,6 +437,16 @@ fn base_lab_up_status_exec_kill_start_cut_heal_down_leaves_nothing() {
         node(s, "b2")["ready"].is_object()
     });
     assert_eq!(node(&s, "b2")["boots"], 2, "{s}");
+    // The channel works again after the reboot.
+    let services = box_services(&state, "b2");
+    assert!(
+        services
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "ctl-agent" && s["ready"] == true),
+        "{services}"
+    );
     eprintln!(
         "kill → start → CAIRN-READY of b2: {:.1} s",
         t.elapsed().as_secs_f64()
@@ -813,5 +893,193 @@ fn lb_pair_serves_through_the_vip_fails_over_under_load_and_preempts() {
         "http://192.0.2.100/",
     ]));
     assert!(body == "web1\n" || body == "web2\n", "{body}");
+
+    // Stop HAProxy on the master through cairnctl: the VIP moves. lb1's vipd
+    // sees its haproxy service not ready, its priority drops below lb2's, lb2
+    // takes over; the client's load is counted across the move.
+    let master = box_vrrp(&state, "lb1");
+    assert_eq!(master["state"], "master", "{master}");
+    assert_eq!(box_vrrp(&state, "lb2")["state"], "backup");
+    let stop_out = dir.join("stop-haproxy.jsonl");
+    let probe = Probe::start(&probe_bin, &client_ns, &stop_out);
+    std::thread::sleep(Duration::from_secs(1));
+    let t = Instant::now();
+    ok(&ctl(&state, "lb1", &["stop", "haproxy"]));
+    let stopped = t.elapsed();
+    let haproxy = |node: &str| {
+        let services = box_services(&state, node);
+        services
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "haproxy")
+            .cloned()
+            .unwrap_or_else(|| panic!("no haproxy in {services}"))
+    };
+    // `stop` returns once the stop began; HAProxy's soft stop lets requests in flight finish.
+    while haproxy("lb1")["state"] != "stopped" {
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "haproxy on lb1 did not stop: {}",
+            haproxy("lb1")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    while box_vrrp(&state, "lb2")["state"] != "master" {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "lb2 did not take over after haproxy stopped on lb1: lb1 {}",
+            box_vrrp(&state, "lb1")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let moved = t.elapsed();
+    let lb1 = box_vrrp(&state, "lb1");
+    eprintln!(
+        "stop haproxy on lb1: call {:.2} s, lb2 master after {:.2} s; lb1 now {} at priority {}/{}, checks {}",
+        stopped.as_secs_f64(),
+        moved.as_secs_f64(),
+        lb1["state"],
+        lb1["effective_priority"],
+        lb1["priority"],
+        lb1["checks"]
+    );
+    assert_eq!(lb1["state"], "backup", "{lb1}");
+    assert!(
+        lb1["effective_priority"].as_u64().unwrap() < 100,
+        "lb1's priority dropped below lb2's: {lb1}"
+    );
+    assert!(
+        lb1["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c.as_str().unwrap().starts_with("haproxy=failing")),
+        "{lb1}"
+    );
+    assert_eq!(vip_holder(&state).as_deref(), Some("lb2"));
+    std::thread::sleep(Duration::from_secs(2));
+    let attempts = probe.stop();
+    report_tail_ok("haproxy stopped on the master", &attempts, 1500.0);
+
+    // Start it again: lb1's check recovers and it preempts.
+    let start_out = dir.join("start-haproxy.jsonl");
+    let probe = Probe::start(&probe_bin, &client_ns, &start_out);
+    std::thread::sleep(Duration::from_secs(1));
+    let t = Instant::now();
+    ok(&ctl(&state, "lb1", &["start", "haproxy"]));
+    while box_vrrp(&state, "lb1")["state"] != "master" {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "lb1 did not preempt after haproxy started: {}",
+            box_vrrp(&state, "lb1")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!(
+        "start haproxy on lb1: lb1 master again after {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(haproxy("lb1")["ready"], true);
+    assert_eq!(box_vrrp(&state, "lb2")["state"], "backup");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(vip_holder(&state).as_deref(), Some("lb1"));
+    let attempts = probe.stop();
+    report_tail_ok("haproxy started on lb1 (preempt)", &attempts, 1500.0);
+
     ok(&cairn(&["lab", "down", "--state", &state]));
+}
+
+/// cairn-lab-probe in the client namespace, one request every 10 ms until stopped.
+struct Probe {
+    child: std::process::Child,
+    out: PathBuf,
+}
+
+impl Probe {
+    fn start(probe_bin: &Path, client_ns: &str, out: &Path) -> Probe {
+        // `ip netns exec` execs the probe, so this child's pid is the probe's.
+        let child = Command::new("ip")
+            .args(["netns", "exec", client_ns])
+            .arg(probe_bin)
+            .args([
+                "--target",
+                "192.0.2.100:80",
+                "--every-ms",
+                "10",
+                "--timeout-ms",
+                "100",
+                "--duration-ms",
+                "0",
+                "--out",
+                &out.to_string_lossy(),
+            ])
+            .spawn()
+            .unwrap();
+        Probe {
+            child,
+            out: out.to_path_buf(),
+        }
+    }
+
+    /// SIGTERM, wait (bounded), and the attempts it recorded.
+    fn stop(mut self) -> Vec<Attempt> {
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let t = Instant::now();
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "the probe ignores SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        read_probe(&self.out)
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Prints the failed requests of a run and asserts the last `tail_ms` all succeeded.
+fn report_tail_ok(what: &str, attempts: &[Attempt], tail_ms: f64) {
+    let failed: Vec<&Attempt> = attempts.iter().filter(|a| !a.ok).collect();
+    eprintln!(
+        "{what}: {} requests, {} failed{}",
+        attempts.len(),
+        failed.len(),
+        match (failed.first(), failed.last()) {
+            (Some(a), Some(b)) => format!(
+                ", between {:.0} ms and {:.0} ms of the run (outage {:.0} ms)",
+                a.t_ms,
+                b.t_ms,
+                b.t_ms - a.t_ms
+            ),
+            _ => String::new(),
+        }
+    );
+    assert!(
+        attempts.len() > 100,
+        "{what}: the probe ran: {}",
+        attempts.len()
+    );
+    let end = attempts.last().unwrap().t_ms;
+    let tail: Vec<&Attempt> = attempts.iter().filter(|a| a.t_ms > end - tail_ms).collect();
+    assert!(
+        !tail.is_empty() && tail.iter().all(|a| a.ok),
+        "{what}: requests fail at the end of the run"
+    );
+    assert!(
+        tail.iter().any(|a| a.body == "web1" || a.body == "web2"),
+        "{what}: the backends answer"
+    );
 }

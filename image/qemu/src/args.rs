@@ -5,7 +5,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use crate::accel::Accel;
-use crate::config::{Boot, DiskBus, Firmware, NetBackend, VmConfig, format_mac};
+use crate::config::{Boot, ControlChannel, DiskBus, Firmware, NetBackend, VmConfig, format_mac};
 use crate::disk::DiskFormat;
 
 /// A configuration QEMU would reject or misread.
@@ -50,6 +50,14 @@ pub enum ArgsError {
         vm: String,
         /// The name given.
         bootfile: String,
+    },
+    /// The control channel's socket path or port name cannot be used.
+    #[error("VM {vm}: control channel: {reason}")]
+    BadControlChannel {
+        /// The VM.
+        vm: String,
+        /// What is wrong.
+        reason: String,
     },
     /// Memory or CPU count of zero.
     #[error("VM {vm}: {what} must be at least 1")]
@@ -140,6 +148,35 @@ pub(crate) fn validate(config: &VmConfig) -> Result<(), ArgsError> {
                 });
             }
         }
+    }
+    if let Some(control) = &config.control {
+        validate_control(control)
+            .map_err(|reason| ArgsError::BadControlChannel { vm: vm(), reason })?;
+    }
+    Ok(())
+}
+
+/// The longest unix socket path the kernel takes (`sun_path` is 108 bytes with its NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+fn validate_control(control: &ControlChannel) -> Result<(), String> {
+    let len = control.socket.as_os_str().len();
+    if len == 0 || len > MAX_SOCKET_PATH {
+        return Err(format!(
+            "socket path {} is {len} bytes; a unix socket path must be 1 to {MAX_SOCKET_PATH}",
+            control.socket.display()
+        ));
+    }
+    let name = &control.port_name;
+    let name_ok = !name.is_empty()
+        && name.len() <= 127
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !name_ok {
+        return Err(format!(
+            "port name {name:?} must be 1 to 127 letters, digits, '.', '_' or '-'"
+        ));
     }
     Ok(())
 }
@@ -270,6 +307,23 @@ pub(crate) fn qemu_args(
         args.flag("-device").value(device);
     }
 
+    if let Some(control) = &config.control {
+        // Port 0 of a virtio-serial device is reserved for a console, so the
+        // guest sees this one as /dev/vport<N>p1.
+        args.flag("-device")
+            .value("virtio-serial-pci,id=ctlserial")
+            .flag("-chardev")
+            .path_value(
+                "socket,id=cairnctl,path=",
+                &control.socket,
+                ",server=on,wait=off",
+            )
+            .flag("-device")
+            .value(format!(
+                "virtserialport,bus=ctlserial.0,chardev=cairnctl,name={}",
+                control.port_name
+            ));
+    }
     if config.watchdog {
         args.flag("-device")
             .value("i6300esb")
@@ -442,6 +496,79 @@ mod tests {
         assert_eq!(values_of(&args, "-device"), ["i6300esb", "virtio-rng-pci"]);
         assert_eq!(values_of(&args, "-action"), ["watchdog=reset"]);
         assert_eq!(args.last().map(String::as_str), Some("virtio-rng-pci"));
+    }
+
+    #[test]
+    fn control_channel_is_a_virtio_serial_port_on_a_listening_socket() {
+        let mut config = direct();
+        config.watchdog = true;
+        config.control = Some(ControlChannel::cairn("/state/vms/lb,1/ctl.sock"));
+        let args = strings(&qemu_args(&config, Accel::Tcg, &prepared()).unwrap());
+        assert_eq!(
+            values_of(&args, "-device"),
+            [
+                "virtio-serial-pci,id=ctlserial",
+                "virtserialport,bus=ctlserial.0,chardev=cairnctl,name=org.cairn.control",
+                "i6300esb",
+            ]
+        );
+        assert_eq!(
+            values_of(&args, "-chardev"),
+            [
+                "stdio,id=console,signal=off",
+                "socket,id=cairnctl,path=/state/vms/lb,,1/ctl.sock,server=on,wait=off",
+            ]
+        );
+        // The chardev is defined before the port that uses it.
+        let chardev = args
+            .iter()
+            .position(|a| a.starts_with("socket,id=cairnctl"))
+            .unwrap();
+        let port = args
+            .iter()
+            .position(|a| a.starts_with("virtserialport"))
+            .unwrap();
+        assert!(chardev < port);
+        // Without a channel there is no virtio-serial device at all.
+        let args = strings(&qemu_args(&direct(), Accel::Tcg, &prepared()).unwrap());
+        assert!(
+            !args
+                .iter()
+                .any(|a| a.contains("virtio-serial") || a.contains("cairnctl"))
+        );
+    }
+
+    #[test]
+    fn control_channel_paths_and_names_are_checked() {
+        let mut config = direct();
+        let long = format!("/{}", "s".repeat(107));
+        for (channel, reason) in [
+            (ControlChannel::cairn(long.as_str()), "socket path /sss"),
+            (ControlChannel::cairn(""), "socket path  is 0 bytes"),
+            (
+                ControlChannel {
+                    socket: "/s".into(),
+                    port_name: "org.cairn,x".into(),
+                },
+                "port name \"org.cairn,x\" must be",
+            ),
+            (
+                ControlChannel {
+                    socket: "/s".into(),
+                    port_name: String::new(),
+                },
+                "port name \"\" must be",
+            ),
+        ] {
+            config.control = Some(channel);
+            let err = validate(&config).unwrap_err();
+            assert!(matches!(err, ArgsError::BadControlChannel { .. }), "{err}");
+            let text = err.to_string();
+            assert!(text.starts_with("VM node-1: control channel: "), "{text}");
+            assert!(text.contains(reason), "{text}");
+        }
+        config.control = Some(ControlChannel::cairn(format!("/{}", "s".repeat(106))));
+        assert_eq!(validate(&config), Ok(()), "107 bytes fit");
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub struct VmConfig {
     pub nics: Vec<Nic>,
     /// Adds an i6300esb watchdog whose expiry resets the VM.
     pub watchdog: bool,
+    /// A virtio-serial control channel into the guest, when wanted.
+    pub control: Option<ControlChannel>,
     /// Makes a guest reboot end QEMU instead (`-no-reboot`). Off by default,
     /// because tests of reboots, boot counting and watchdogs need real reboots.
     pub no_reboot: bool,
@@ -43,6 +45,7 @@ impl VmConfig {
             cpus: 1,
             nics: Vec::new(),
             watchdog: false,
+            control: None,
             no_reboot: false,
             accel: None,
             host: HostPaths::default(),
@@ -50,6 +53,32 @@ impl VmConfig {
         }
     }
 }
+
+/// A virtio-serial port whose host end is a unix socket QEMU listens on: a
+/// way into the guest without a network, reachable only by whoever may open
+/// the socket (cairn's `cairnctl agent` serves it, see docs/lab.md).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControlChannel {
+    /// The unix socket QEMU creates (replacing a stale one) and listens on,
+    /// one client at a time; at most 107 bytes (the kernel's limit).
+    pub socket: PathBuf,
+    /// The port's name in the guest (`/sys/class/virtio-ports/*/name`):
+    /// letters, digits, `.`, `_`, `-`.
+    pub port_name: String,
+}
+
+impl ControlChannel {
+    /// The channel cairn's agent looks for: port `org.cairn.control` on `socket`.
+    pub fn cairn(socket: impl Into<PathBuf>) -> Self {
+        Self {
+            socket: socket.into(),
+            port_name: CAIRN_CONTROL_PORT.to_owned(),
+        }
+    }
+}
+
+/// The port name `cairnctl agent` serves by default.
+pub const CAIRN_CONTROL_PORT: &str = "org.cairn.control";
 
 /// How the VM boots.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -185,6 +214,7 @@ mod tests {
         assert_eq!(config.cpus, 1);
         assert!(config.nics.is_empty());
         assert!(!config.watchdog);
+        assert_eq!(config.control, None);
         assert!(!config.no_reboot);
         assert_eq!(config.accel, None);
         assert_eq!(DiskBus::default(), DiskBus::Virtio);

@@ -33,7 +33,10 @@ pub mod vm;
 
 pub use accel::{Accel, AccelChoice, detect_accel, probe_accel};
 pub use args::ArgsError;
-pub use config::{Boot, DiskBus, DiskWrites, Firmware, NetBackend, Nic, VmConfig, format_mac};
+pub use config::{
+    Boot, CAIRN_CONTROL_PORT, ControlChannel, DiskBus, DiskWrites, Firmware, NetBackend, Nic,
+    VmConfig, format_mac,
+};
 pub use console::ConsoleLine;
 pub use disk::{DiskError, DiskFormat};
 pub use host::{HostError, HostPaths};

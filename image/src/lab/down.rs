@@ -149,7 +149,7 @@ fn remove_run_files(state: &StateDir, plan: Option<&LabPlan>) {
         if let Ok(runtime) = std::fs::read_to_string(dir.join("runtime")) {
             remove_qemu_runtime(Path::new(runtime.trim()));
         }
-        for f in ["disk.qcow2", "OVMF_VARS.fd", "runtime"] {
+        for f in ["disk.qcow2", "OVMF_VARS.fd", "runtime", "ctl.sock"] {
             let _ = std::fs::remove_file(dir.join(f));
         }
     }

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cairn_qemu::{Accel, Boot, DiskBus, DiskWrites, NetBackend, Nic, Vm, VmConfig};
+use cairn_qemu::{Accel, Boot, ControlChannel, DiskBus, DiskWrites, NetBackend, Nic, Vm, VmConfig};
 
 use super::net;
 use super::plan::{LabPlan, VmPlan};
@@ -391,6 +391,7 @@ impl Keeper {
             backend: NetBackend::Tap(slot.plan.tap.clone()),
         });
         config.watchdog = true;
+        config.control = Some(ControlChannel::cairn(self.state.ctl_socket(name)));
         config.accel = Some(self.accel);
         let console_path = self.state.console_log(name);
         let mut console = std::fs::File::options()

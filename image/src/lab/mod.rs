@@ -1,6 +1,7 @@
 //! `cairn lab`: boot a whole site as QEMU VMs on a bridge inside network
 //! namespaces, with a client namespace and HTTP responders for the external
-//! nodes, and drive it (status, console, exec, kill, start, cut, heal, down).
+//! nodes, and drive it (status, console, exec, ctl, kill, start, cut, heal,
+//! down).
 //!
 //! `up` plans the lab from the site file ([`plan`]), builds missing role
 //! images, creates the namespaces ([`net`]) and starts a detached
@@ -9,6 +10,7 @@
 //! or act on the namespaces directly. See docs/lab.md.
 
 mod client;
+mod ctl;
 mod down;
 mod keeper;
 mod net;
@@ -87,6 +89,20 @@ pub enum LabCommand {
         /// The command and its arguments (after `--`).
         #[arg(last = true, required = true)]
         command: Vec<String>,
+    },
+    /// Run cairnctl on a VM through its control channel; its output and exit code are passed through.
+    Ctl {
+        /// The VM.
+        node: String,
+        /// State directory of the lab.
+        #[arg(long)]
+        state: PathBuf,
+        /// Seconds to wait for the whole answer (the box kills a command after 60 s).
+        #[arg(long, default_value_t = 90)]
+        timeout: u64,
+        /// cairnctl's arguments (after `--`), e.g. `-- status --json`.
+        #[arg(last = true, required = true)]
+        args: Vec<String>,
     },
     /// Hard power-off: SIGKILL to the node's QEMU (an external node: its responders).
     Kill {
@@ -171,6 +187,17 @@ pub fn run(cmd: LabCommand) -> Result<ExitCode> {
             state,
             command,
         } => exec(&state_dir(&state)?, &node, &command),
+        LabCommand::Ctl {
+            node,
+            state,
+            timeout,
+            args,
+        } => ctl::run(
+            &state_dir(&state)?,
+            &node,
+            &args,
+            Duration::from_secs(timeout),
+        ),
         LabCommand::Kill { node, state } => node_request(&state, Request::Kill(node)),
         LabCommand::Start { node, state } => node_request(&state, Request::Start(node)),
         LabCommand::Cut { node, state } => node_request(&state, Request::Cut(node)),

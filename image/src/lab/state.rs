@@ -11,6 +11,7 @@
 //! <state>/vms/<node>/disk.qcow2  the node's overlay on its role's disk.qcow2
 //! <state>/vms/<node>/OVMF_VARS.fd its UEFI variables
 //! <state>/vms/<node>/console.log its serial console (kept after `down`)
+//! <state>/vms/<node>/ctl.sock    host end of its control channel (`cairn lab ctl`)
 //! <state>/vms/<node>/runtime     path of QEMU's runtime directory while it runs
 //! <state>/responders/<node>.log  an external node's responders
 //! ```
@@ -104,6 +105,12 @@ impl StateDir {
     /// A node's serial console log.
     pub fn console_log(&self, node: &str) -> PathBuf {
         self.vm_dir(node).join("console.log")
+    }
+
+    /// The host end of a node's control channel (QEMU listens on it; the
+    /// box's `cairnctl agent` answers).
+    pub fn ctl_socket(&self, node: &str) -> PathBuf {
+        self.vm_dir(node).join("ctl.sock")
     }
 
     /// An external node's responder log.

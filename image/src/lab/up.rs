@@ -260,7 +260,7 @@ fn fresh_vm_dirs(state: &StateDir, plan: &LabPlan) -> Result<()> {
     for vm in &plan.vms {
         let dir = state.vm_dir(&vm.name);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        for f in ["disk.qcow2", "OVMF_VARS.fd", "runtime"] {
+        for f in ["disk.qcow2", "OVMF_VARS.fd", "runtime", "ctl.sock"] {
             let p = dir.join(f);
             match std::fs::remove_file(&p) {
                 Ok(()) => {}

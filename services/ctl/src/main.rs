@@ -15,6 +15,8 @@ use cairn_control::{
 };
 use clap::{Parser, Subcommand};
 
+mod agent;
+mod lb;
 mod notify;
 mod table;
 mod vip;
@@ -95,6 +97,29 @@ enum Command {
         )]
         socket: PathBuf,
     },
+    /// Show the load-balancer role: VRRP (cairn-vipd) and HAProxy's frontends, backends and
+    /// servers, with a one-line verdict. Exit 1 when either cannot be reached.
+    Lb {
+        /// Print one JSON object {verdict, vrrp, haproxy, errors} instead of the view.
+        #[arg(long)]
+        json: bool,
+        /// HAProxy's runtime API socket (`stats socket` in haproxy.cfg).
+        #[arg(
+            long,
+            value_name = "SOCKET",
+            env = "CAIRN_HAPROXY",
+            default_value = cairn_haproxy::DEFAULT_SOCKET
+        )]
+        haproxy_socket: PathBuf,
+        /// cairn-vipd's control socket.
+        #[arg(
+            long,
+            value_name = "SOCKET",
+            env = "CAIRN_VIPD",
+            default_value = DEFAULT_VIP_SOCKET
+        )]
+        vip_socket: PathBuf,
+    },
     /// Send KEY=VALUE assignments to the supervisor's $NOTIFY_SOCKET, like systemd-notify.
     Notify {
         /// Shorthand for READY=1.
@@ -108,6 +133,22 @@ enum Command {
         /// than "self" needs root; without it the own pid is sent.
         #[arg(long, default_value = "parent")]
         pid: String,
+    },
+    /// Serve cairnctl to the hypervisor over the VM's virtio-serial port (a base role
+    /// service; without such a port it exits 0 at once).
+    Agent {
+        /// The virtio-serial port's name.
+        #[arg(long, default_value = agent::DEFAULT_PORT_NAME)]
+        port_name: String,
+        /// Seconds one command may run before it is killed.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        /// Serve on this device or unix socket instead of finding the port (tests).
+        #[arg(long, hide = true)]
+        device: Option<PathBuf>,
+        /// Run this program instead of cairnctl itself (tests).
+        #[arg(long, hide = true)]
+        program: Option<PathBuf>,
     },
 }
 
@@ -167,11 +208,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Reboot => power(socket, PowerAction::Reboot),
         Command::Poweroff => power(socket, PowerAction::Poweroff),
         Command::Vip { json, socket } => vip::show(&socket, json),
+        Command::Lb {
+            json,
+            haproxy_socket,
+            vip_socket,
+        } => lb::show(&haproxy_socket, &vip_socket, json),
         Command::Notify {
             ready,
             assignments,
             pid,
         } => notify::send(ready, &assignments, &pid),
+        Command::Agent {
+            port_name,
+            timeout,
+            device,
+            program,
+        } => agent::run(&agent::Options {
+            port_name,
+            device,
+            program,
+            timeout: Duration::from_secs(timeout),
+        }),
     }
 }
 
