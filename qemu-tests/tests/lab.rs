@@ -651,6 +651,13 @@ struct Attempt {
     t_ms: f64,
     ok: bool,
     body: String,
+    /// CLOCK_MONOTONIC at the attempt's start, ms (same clock as [`monotonic_ms`]).
+    mono_ms: f64,
+}
+
+/// CLOCK_MONOTONIC now, in ms: the probe's `mono_ms` time line.
+fn monotonic_ms() -> f64 {
+    cairn_labnet::probe::monotonic_ms()
 }
 
 fn read_probe(path: &Path) -> Vec<Attempt> {
@@ -664,6 +671,7 @@ fn read_probe(path: &Path) -> Vec<Attempt> {
                 t_ms: v["t_ms"].as_f64().unwrap(),
                 ok: v["ok"].as_bool().unwrap(),
                 body: v["body"].as_str().unwrap_or("").trim().to_string(),
+                mono_ms: v["mono_ms"].as_f64().unwrap_or(f64::NAN),
             }
         })
         .collect()
@@ -986,6 +994,61 @@ fn lb_pair_serves_through_the_vip_fails_over_under_load_and_preempts() {
     assert_eq!(vip_holder(&state).as_deref(), Some("lb1"));
     let attempts = probe.stop();
     report_tail_ok("haproxy started on lb1 (preempt)", &attempts, 1500.0);
+
+    // Stop one backend: HAProxy's checks (inter 1 s, fall 2) mark it DOWN, and from then on
+    // no client request fails: they all go to the other backend.
+    let backend_out = dir.join("stop-backend.jsonl");
+    let probe = Probe::start(&probe_bin, &client_ns, &backend_out);
+    std::thread::sleep(Duration::from_secs(1));
+    let t = Instant::now();
+    ok(&cairn(&["lab", "kill", "web2", "--state", &state]));
+    let server_state = |node: &str, server: &str| -> String {
+        let out = ctl(&state, node, &["lb", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("cairnctl lb --json on {node}: {e}: {}", text(&out)));
+        v["haproxy"]["backends"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|b| b["servers"].as_array().cloned().unwrap_or_default())
+            .find(|s| s["name"] == server)
+            .map(|s| s["state"].as_str().unwrap_or("?").to_string())
+            .unwrap_or_else(|| panic!("no server {server} in {v}"))
+    };
+    let detected = loop {
+        if server_state("lb1", "web2") == "down" {
+            break monotonic_ms();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "HAProxy on lb1 never marked web2 down"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    eprintln!(
+        "web2 stopped: HAProxy on lb1 marked it down after {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let attempts = probe.stop();
+    let before: Vec<&Attempt> = attempts.iter().filter(|a| a.mono_ms < detected).collect();
+    let after: Vec<&Attempt> = attempts.iter().filter(|a| a.mono_ms >= detected).collect();
+    eprintln!(
+        "backend stop under load: {} requests failed before detection (of {}), {} after (of {})",
+        before.iter().filter(|a| !a.ok).count(),
+        before.len(),
+        after.iter().filter(|a| !a.ok).count(),
+        after.len()
+    );
+    assert!(
+        after.len() > 100,
+        "the probe ran after detection: {}",
+        after.len()
+    );
+    assert!(
+        after.iter().all(|a| a.ok && a.body == "web1"),
+        "after HAProxy marked web2 down every request is answered by web1"
+    );
 
     ok(&cairn(&["lab", "down", "--state", &state]));
 }
