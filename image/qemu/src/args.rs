@@ -452,7 +452,7 @@ mod tests {
             "-accel",
             "tcg",
             "-cpu",
-            "max",
+            "qemu64,+rdrand",
             "-m",
             "512",
             "-smp",
