@@ -18,6 +18,7 @@ use clap::{Parser, Subcommand};
 mod agent;
 mod lb;
 mod notify;
+mod sysinfo;
 mod table;
 mod vip;
 
@@ -120,6 +121,12 @@ enum Command {
         )]
         vip_socket: PathBuf,
     },
+    /// Show memory in use (MemTotal − MemAvailable), PID 1's resident memory and uptime.
+    Sysinfo {
+        /// Print one JSON object instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Send KEY=VALUE assignments to the supervisor's $NOTIFY_SOCKET, like systemd-notify.
     Notify {
         /// Shorthand for READY=1.
@@ -208,6 +215,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Reboot => power(socket, PowerAction::Reboot),
         Command::Poweroff => power(socket, PowerAction::Poweroff),
         Command::Vip { json, socket } => vip::show(&socket, json),
+        Command::Sysinfo { json } => sysinfo::show(json),
         Command::Lb {
             json,
             haproxy_socket,
