@@ -1,6 +1,7 @@
 //! The bridge capture: an `AF_PACKET` socket in the switch namespace that sees every frame
 //! entering the bridge from a port, so each frame is counted once and attributed to the
-//! node (or tap) that sent it. Keeps gratuitous ARPs and VRRP adverts (see [`Seen`]).
+//! node (or tap) that sent it. Keeps gratuitous ARPs, VRRP adverts and IPv6 neighbour
+//! advertisements (see [`Seen`]).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -44,7 +45,8 @@ pub struct Captured {
     pub seen: Seen,
 }
 
-/// Records gratuitous ARPs and VRRP adverts entering the lab's bridge, until dropped.
+/// Records gratuitous ARPs, VRRP adverts and neighbour advertisements entering the lab's
+/// bridge, until dropped.
 pub struct BridgeCapture {
     frames: Arc<Mutex<Vec<Captured>>>,
     stop: Arc<AtomicBool>,
@@ -99,7 +101,17 @@ impl BridgeCapture {
             .collect()
     }
 
-    /// VRRP adverts for `vrid` seen at or after `since`.
+    /// IPv6 neighbour advertisements for `target` seen at or after `since`.
+    pub fn nas(&self, target: IpAddr, since: Instant) -> Vec<Captured> {
+        self.frames()
+            .into_iter()
+            .filter(|c| {
+                c.at >= since && matches!(c.seen, Seen::Na { target: t, .. } if t == target)
+            })
+            .collect()
+    }
+
+    /// VRRP adverts (IPv4 and IPv6) for `vrid` seen at or after `since`.
     pub fn adverts(&self, vrid: u8, since: Instant) -> Vec<Captured> {
         self.frames()
             .into_iter()

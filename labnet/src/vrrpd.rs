@@ -48,6 +48,11 @@ pub struct Instance {
     pub vips: Vec<String>,
     /// Unicast peers instead of multicast (empty: multicast).
     pub unicast_peers: Vec<String>,
+    /// VIPs on a macvlan with the virtual router MAC (`use_vmac` in both daemons).
+    pub use_vmac: bool,
+    /// Extra lines for keepalived's `vrrp_instance` block (e.g. `unicast_src_ip ...`,
+    /// `unicast_ttl 255`); cairn-vipd ignores them.
+    pub keepalived_extra: Vec<String>,
 }
 
 impl Instance {
@@ -62,6 +67,8 @@ impl Instance {
             preempt: true,
             vips: vec![vip.to_owned()],
             unicast_peers: Vec::new(),
+            use_vmac: false,
+            keepalived_extra: Vec::new(),
         }
     }
 
@@ -84,6 +91,9 @@ impl Instance {
         if !self.preempt {
             let _ = writeln!(s, "    nopreempt");
         }
+        if self.use_vmac {
+            let _ = writeln!(s, "    use_vmac");
+        }
         if !self.unicast_peers.is_empty() {
             let _ = writeln!(s, "    unicast_peer {{");
             for p in &self.unicast_peers {
@@ -91,9 +101,17 @@ impl Instance {
             }
             let _ = writeln!(s, "    }}");
         }
+        for line in &self.keepalived_extra {
+            let _ = writeln!(s, "    {line}");
+        }
         let _ = writeln!(s, "    virtual_ipaddress {{");
         for v in &self.vips {
-            let _ = writeln!(s, "        {v} dev {}", self.interface);
+            if self.use_vmac {
+                // keepalived puts VIPs without `dev` on the virtual MAC link.
+                let _ = writeln!(s, "        {v}");
+            } else {
+                let _ = writeln!(s, "        {v} dev {}", self.interface);
+            }
         }
         let _ = writeln!(s, "    }}");
         let _ = writeln!(s, "}}");
@@ -119,6 +137,9 @@ impl Instance {
         let _ = writeln!(s, "vips = [{}]", list(&self.vips));
         if !self.unicast_peers.is_empty() {
             let _ = writeln!(s, "unicast_peers = [{}]", list(&self.unicast_peers));
+        }
+        if self.use_vmac {
+            let _ = writeln!(s, "use_vmac = true");
         }
         s
     }
@@ -259,5 +280,13 @@ mod tests {
              advert_interval_ms = 100\npreempt = true\nvips = [\"192.0.2.100/24\"]\n\
              unicast_peers = [\"192.0.2.12\"]\n"
         );
+        i.use_vmac = true;
+        i.keepalived_extra = vec!["unicast_ttl 255".into()];
+        assert!(i.vipd_toml().ends_with("use_vmac = true\n"));
+        assert!(!i.vipd_toml().contains("ttl"));
+        assert!(i.keepalived_conf("a").contains("    unicast_ttl 255\n"));
+        let c = i.keepalived_conf("a");
+        assert!(c.contains("    use_vmac\n"));
+        assert!(c.contains("        192.0.2.100/24\n"), "{c}");
     }
 }

@@ -480,7 +480,10 @@ mod tests {
     #[test]
     fn accel_arguments() {
         assert_eq!(Accel::Kvm.qemu_args(), ["-accel", "kvm", "-cpu", "host"]);
-        assert_eq!(Accel::Tcg.qemu_args(), ["-accel", "tcg", "-cpu", "qemu64,+rdrand"]);
+        assert_eq!(
+            Accel::Tcg.qemu_args(),
+            ["-accel", "tcg", "-cpu", "qemu64,+rdrand"]
+        );
         assert_eq!(Accel::Tcg.to_string(), "tcg");
     }
 }

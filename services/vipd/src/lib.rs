@@ -10,12 +10,14 @@
 //! - [`probe`]: the checks themselves (TCP, command, cairn-init service) on worker threads;
 //! - [`actions`]: feeding inputs to an instance and carrying out its actions through the
 //!   [`actions::Effects`] trait (faked in tests);
+//! - [`arpconf`]: ARP sysctls around IPv4 virtual-MAC links;
 //! - [`sock`]: raw VRRP, ARP and ICMPv6 sockets (the only `unsafe` in the crate);
 //! - [`runtime`]: setup and the single-threaded poll loop;
 //! - [`status`], [`control`]: the snapshot behind `org.cairn.Vip1`;
 //! - [`notify`]: `READY=1` for the supervisor.
 
 pub mod actions;
+pub mod arpconf;
 pub mod config;
 pub mod control;
 pub mod health;

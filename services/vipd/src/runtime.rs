@@ -21,6 +21,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::actions::{Effects, Target, feed};
+use crate::arpconf::ArpConf;
 use crate::config::{self, Config};
 use crate::health::{CheckState, Health, effective_priority};
 use crate::probe::{CheckResult, Waker, spawn_workers};
@@ -329,7 +330,15 @@ pub fn run(config: Config, options: &Options) -> Result<(), RuntimeError> {
 
     let mut nl = Netlink::open()?;
     let mut vmac_links: Vec<(String, u32)> = Vec::new();
-    let result = setup_and_loop(&config, options, &mut nl, &signals, &mut vmac_links);
+    let mut arp = ArpConf::system();
+    let result = setup_and_loop(
+        &config,
+        options,
+        &mut nl,
+        &signals,
+        &mut vmac_links,
+        &mut arp,
+    );
     // Whatever happened, take down the virtual MAC links we created.
     for (name, index) in vmac_links {
         match nl.delete_link(index) {
@@ -337,6 +346,7 @@ pub fn run(config: Config, options: &Options) -> Result<(), RuntimeError> {
             Err(e) => tracing::warn!("cannot delete virtual MAC link {name}: {e}"),
         }
     }
+    arp.restore();
     result
 }
 
@@ -346,6 +356,7 @@ fn setup_and_loop(
     nl: &mut Netlink,
     signals: &SignalFd,
     vmac_links: &mut Vec<(String, u32)>,
+    arp: &mut ArpConf,
 ) -> Result<(), RuntimeError> {
     let now = Instant::now();
     let mut slots = Vec::new();
@@ -361,6 +372,17 @@ fn setup_and_loop(
         let vmac_link = if inst.use_vmac {
             let index = create_vmac(nl, inst, facts.index)?;
             vmac_links.push((inst.vmac_link_name(), index));
+            if !inst.is_ipv6() {
+                // Without these a client can learn the parent's MAC for the VIP (see
+                // arpconf); the VIP still moves, so a failure is only a warning.
+                if let Err(e) = arp.prepare(&inst.interface, &inst.vmac_link_name()) {
+                    tracing::warn!(
+                        "instance {}: cannot set ARP sysctls for {}: {e}",
+                        inst.name,
+                        inst.vmac_link_name()
+                    );
+                }
+            }
             Some(index)
         } else {
             None

@@ -3,7 +3,7 @@
 //! Every scenario asserts and reports what it measured on stderr (`--nocapture`).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -28,6 +28,105 @@ pub const MARGIN: Duration = Duration::from_millis(150);
 /// The VIP.
 pub fn vip() -> IpAddr {
     "192.0.2.100".parse().unwrap()
+}
+
+/// The IPv6 VIP with its prefix.
+pub const VIP6_CIDR: &str = "2001:db8::100/64";
+
+/// The virtual router MAC of VRID 51 over IPv4 (RFC 5798 7.3).
+pub const VMAC: &str = "00:00:5e:00:01:33";
+
+/// How a cluster's instance is set up: address family, unicast peers, virtual MAC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Net {
+    /// IPv6 instance (VIP 2001:db8::100/64, nodes at 2001:db8::11/64, ::12, ...) instead
+    /// of IPv4 (192.0.2.100/24, nodes at 192.0.2.11/24, .12, ...).
+    pub v6: bool,
+    /// Every node lists the other nodes' addresses as unicast peers.
+    pub unicast: bool,
+    /// `use_vmac`: the VIP lives on the macvlan `vrrp.51` / `vrrp6.51`.
+    pub vmac: bool,
+}
+
+impl Net {
+    /// IPv4, multicast, no virtual MAC: what the original scenarios use.
+    pub const V4: Net = Net {
+        v6: false,
+        unicast: false,
+        vmac: false,
+    };
+    /// IPv6, multicast.
+    pub const V6: Net = Net {
+        v6: true,
+        unicast: false,
+        vmac: false,
+    };
+
+    /// The VIP.
+    pub fn vip(&self) -> IpAddr {
+        if self.v6 {
+            "2001:db8::100".parse().unwrap()
+        } else {
+            vip()
+        }
+    }
+
+    /// The VIP with its prefix.
+    pub fn vip_cidr(&self) -> &'static str {
+        if self.v6 { VIP6_CIDR } else { VIP_CIDR }
+    }
+
+    /// The address of the `i`-th VRRP node (0-based).
+    pub fn node_addr(&self, i: usize) -> IpAddr {
+        let n = 11 + u8::try_from(i).unwrap();
+        if self.v6 {
+            IpAddr::V6(format!("2001:db8::{n}").parse::<Ipv6Addr>().unwrap())
+        } else {
+            IpAddr::V4(Ipv4Addr::new(192, 0, 2, n))
+        }
+    }
+
+    /// The prefix length of the lab subnet.
+    pub fn prefix(&self) -> u8 {
+        if self.v6 { 64 } else { 24 }
+    }
+
+    /// The group VRRP adverts go to when multicast.
+    pub fn group(&self) -> IpAddr {
+        if self.v6 {
+            "ff02::12".parse().unwrap()
+        } else {
+            "224.0.0.18".parse().unwrap()
+        }
+    }
+
+    /// A plain (client) node's address with prefix: `192.0.2.<n>/24` or `2001:db8::<n>/64`.
+    pub fn host(&self, n: u8) -> String {
+        if self.v6 {
+            format!("2001:db8::{n}/64")
+        } else {
+            format!("192.0.2.{n}/24")
+        }
+    }
+
+    /// Short label for reports.
+    pub fn label(&self) -> String {
+        format!(
+            "{}{}{}",
+            if self.v6 { "IPv6" } else { "IPv4" },
+            if self.unicast { " unicast" } else { "" },
+            if self.vmac { " vmac" } else { "" }
+        )
+    }
+
+    /// The link the VIP lives on.
+    pub fn vip_link(&self) -> &'static str {
+        match (self.vmac, self.v6) {
+            (false, _) => "eth0",
+            (true, false) => "vrrp.51",
+            (true, true) => "vrrp6.51",
+        }
+    }
 }
 
 /// Skew_Time of RFC 5798 for `priority` at [`ADVERT`]: ((256 - priority) * interval) / 256.
@@ -106,30 +205,53 @@ pub struct Cluster {
     pub watch: AddrWatch,
     pub capture: BridgeCapture,
     pub specs: Vec<NodeSpec>,
+    /// Family, unicast, virtual MAC.
+    pub net: Net,
+    /// keepalived's `unicast_ttl` for every keepalived node started from now on.
+    pub keepalived_unicast_ttl: Option<u8>,
 }
 
 impl Cluster {
     /// VRRP nodes at 192.0.2.11, .12, ... and `extra` plain nodes (name, address/prefix);
     /// no daemon started yet.
     pub fn new(specs: Vec<NodeSpec>, extra: &[(&str, &str)]) -> Self {
+        Self::with(Net::V4, specs, extra)
+    }
+
+    /// Like [`Cluster::new`] for the instance set-up `net` (IPv6 nodes at 2001:db8::11/64,
+    /// ::12, ... plus their link-local addresses).
+    pub fn with(net: Net, specs: Vec<NodeSpec>, extra: &[(&str, &str)]) -> Self {
         require_root();
         let mut lab = Lab::new("vt").unwrap();
         for (i, s) in specs.iter().enumerate() {
-            let addr = format!("192.0.2.{}/24", 11 + i);
+            let addr = format!("{}/{}", net.node_addr(i), net.prefix());
             lab.add_node(s.name, &[&addr]).unwrap();
         }
         for (name, addr) in extra {
             lab.add_node(name, &[addr]).unwrap();
         }
         let names: Vec<&str> = specs.iter().map(|s| s.name).collect();
-        let watch = AddrWatch::start(&lab, &names, &[vip()]).unwrap();
+        let watch = AddrWatch::start(&lab, &names, &[net.vip()]).unwrap();
         let capture = BridgeCapture::start(&lab).unwrap();
         Cluster {
             lab,
             watch,
             capture,
             specs,
+            net,
+            keepalived_unicast_ttl: None,
         }
+    }
+
+    /// The VIP of this cluster.
+    pub fn vip(&self) -> IpAddr {
+        self.net.vip()
+    }
+
+    /// The node's own (global) address in the cluster's family.
+    pub fn node_addr(&self, node: &str) -> IpAddr {
+        let i = self.specs.iter().position(|s| s.name == node).unwrap();
+        self.net.node_addr(i)
     }
 
     fn spec(&self, node: &str) -> &NodeSpec {
@@ -145,8 +267,27 @@ impl Cluster {
     /// The instance the node runs.
     pub fn instance(&self, node: &str) -> Instance {
         let s = self.spec(node);
-        let mut i = Instance::web(s.priority, VIP_CIDR);
+        let mut i = Instance::web(s.priority, self.net.vip_cidr());
         i.preempt = s.preempt;
+        i.use_vmac = self.net.vmac;
+        if self.net.unicast && self.net.v6 {
+            // keepalived binds its IPv6 unicast socket to `unicast_src_ip`, by default the
+            // link-local address, and then hears only adverts sent to that address; the
+            // peers list global addresses, so it must bind to its global one.
+            i.keepalived_extra
+                .push(format!("unicast_src_ip {}", self.node_addr(node)));
+        }
+        if let Some(ttl) = self.keepalived_unicast_ttl {
+            i.keepalived_extra.push(format!("unicast_ttl {ttl}"));
+        }
+        if self.net.unicast {
+            i.unicast_peers = self
+                .names()
+                .into_iter()
+                .filter(|n| *n != node)
+                .map(|n| self.node_addr(n).to_string())
+                .collect();
+        }
         i
     }
 
@@ -197,7 +338,13 @@ impl Cluster {
 
     /// What a rebooted node would look like: the VIP a killed daemon left behind is gone.
     pub fn forget_vip(&self, node: &str) {
-        let _ = self.lab.ip(node, &["addr", "del", VIP_CIDR, "dev", "eth0"]);
+        if self.net.vmac {
+            let _ = self.lab.ip(node, &["link", "del", self.net.vip_link()]);
+        } else {
+            let _ = self
+                .lab
+                .ip(node, &["addr", "del", self.net.vip_cidr(), "dev", "eth0"]);
+        }
     }
 
     /// The last lines of every daemon log, for failure messages.
@@ -221,7 +368,7 @@ impl Cluster {
 
     /// Waits until exactly `holders` hold the VIP; panics with the logs otherwise.
     pub fn expect_holders(&self, holders: &[&str], timeout: Duration, what: &str) {
-        if let Err(got) = self.watch.wait_holders(vip(), holders, timeout) {
+        if let Err(got) = self.watch.wait_holders(self.vip(), holders, timeout) {
             panic!(
                 "{what}: expected VIP on {holders:?} within {timeout:?}, it is on {got:?}\n{}",
                 self.logs()
@@ -237,17 +384,18 @@ impl Cluster {
         timeout: Duration,
         what: &str,
     ) -> Instant {
+        let vip = self.vip();
         let (ok, t) = self
             .watch
-            .wait_until(timeout, |t| t.acquired(vip(), node, since).is_some());
+            .wait_until(timeout, |t| t.acquired(vip, node, since).is_some());
         if !ok {
             panic!(
                 "{what}: {node} did not take the VIP within {timeout:?} (holders {:?})\n{}",
-                t.holders(vip()),
+                t.holders(vip),
                 self.logs()
             );
         }
-        t.acquired(vip(), node, since).unwrap()
+        t.acquired(vip, node, since).unwrap()
     }
 
     /// Asserts the VIP stays on exactly `holder` among the connected `among` nodes for `d`:
@@ -257,7 +405,7 @@ impl Cluster {
         std::thread::sleep(d);
         let to = Instant::now();
         let t = self.watch.timeline();
-        let mut h = t.holders_at(vip(), from);
+        let mut h = t.holders_at(self.vip(), from);
         h.retain(|n| among.contains(&n.as_str()));
         assert_eq!(
             h.into_iter().collect::<Vec<_>>(),
@@ -288,17 +436,44 @@ impl Cluster {
         self.hold_steady_among(holder, &names, d);
     }
 
-    /// Waits for a gratuitous ARP for the VIP from `node` at or after `since`; when seen.
+    /// Waits for a gratuitous ARP (IPv4) or unsolicited NA (IPv6) for the VIP from `node`
+    /// at or after `since`; when seen.
     pub fn wait_garp(&self, node: &str, since: Instant, timeout: Duration) -> Option<Instant> {
+        self.wait_announcement(node, since, timeout).map(|c| c.at)
+    }
+
+    /// The announcements (gratuitous ARPs or unsolicited NAs: destination `ff02::1`,
+    /// Solicited clear) for the VIP seen since `since`.
+    pub fn announcements(&self, since: Instant) -> Vec<cairn_labnet::Captured> {
+        if self.net.v6 {
+            let all_nodes: IpAddr = "ff02::1".parse().unwrap();
+            self.capture
+                .nas(self.vip(), since)
+                .into_iter()
+                .filter(|c| {
+                    matches!(c.seen, Seen::Na { dst, solicited: false, .. } if dst == all_nodes)
+                })
+                .collect()
+        } else {
+            self.capture.garps(self.vip(), since)
+        }
+    }
+
+    /// Waits for an announcement of the VIP from `node` at or after `since`.
+    pub fn wait_announcement(
+        &self,
+        node: &str,
+        since: Instant,
+        timeout: Duration,
+    ) -> Option<cairn_labnet::Captured> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(g) = self
-                .capture
-                .garps(vip(), since)
-                .iter()
+                .announcements(since)
+                .into_iter()
                 .find(|g| g.from == node)
             {
-                return Some(g.at);
+                return Some(g);
             }
             if Instant::now() >= deadline {
                 return None;
@@ -318,9 +493,10 @@ impl Cluster {
 
     /// Starts the HTTP responder (body = node name) on 0.0.0.0:80 of `node`.
     pub fn start_responder(&mut self, node: &str) {
+        let listen = if self.net.v6 { "[::]:80" } else { "0.0.0.0:80" };
         let spec = Spawn::new(
             lab_bin("cairn-lab-responder"),
-            &["--listen", "0.0.0.0:80", "--name", node],
+            &["--listen", listen, "--name", node],
         );
         let name = format!("http-{node}");
         self.lab.spawn(node, &name, &spec).unwrap();
@@ -330,7 +506,7 @@ impl Cluster {
             .process(&name)
             .unwrap()
             .log()
-            .contains("on 0.0.0.0:80")
+            .contains(&format!("on {listen}"))
         {
             assert!(
                 Instant::now() < deadline,
@@ -343,11 +519,12 @@ impl Cluster {
     /// Starts the probe in `client` against the VIP every 10 ms; returns its output file.
     pub fn start_probe(&mut self, client: &str, tag: &str) -> PathBuf {
         let out = self.lab.dir().join(format!("probe-{tag}.jsonl"));
+        let target = std::net::SocketAddr::new(self.vip(), 80).to_string();
         let spec = Spawn::new(
             lab_bin("cairn-lab-probe"),
             &[
                 "--target",
-                "192.0.2.100:80",
+                &target,
                 "--every-ms",
                 "10",
                 "--timeout-ms",
@@ -405,6 +582,11 @@ impl Cluster {
 
 /// All nodes start at once; exactly one master (the highest priority, `a`) after settling.
 pub fn elect(daemons: &[Daemon]) {
+    elect_on(Net::V4, daemons);
+}
+
+/// [`elect`] with the instance set-up `net`; returns the cluster (a master).
+pub fn elect_on(net: Net, daemons: &[Daemon]) -> Cluster {
     let prios = [150u8, 100, 50];
     let names = ["a", "b", "c"];
     let specs = daemons
@@ -417,7 +599,7 @@ pub fn elect(daemons: &[Daemon]) {
             preempt: true,
         })
         .collect();
-    let mut c = Cluster::new(specs, &[]);
+    let mut c = Cluster::with(net, specs, &[]);
     let t0 = Instant::now();
     for n in c.names() {
         c.start(n);
@@ -431,11 +613,13 @@ pub fn elect(daemons: &[Daemon]) {
         "the master advertises on the bridge"
     );
     eprintln!(
-        "elect {}: master a after {:.0} ms (from starting {} daemons)",
+        "elect {} ({}): master a after {:.0} ms (from starting {} daemons)",
         labels(daemons),
+        net.label(),
         ms(elected),
         daemons.len()
     );
+    c
 }
 
 fn labels(daemons: &[Daemon]) -> String {
@@ -456,11 +640,16 @@ fn ms(d: Duration) -> f64 {
 /// minus one interval (the last advert may have left just before the cut). Returns the
 /// cluster (a dead, b master) and the takeover time.
 pub fn node_death(da: Daemon, db: Daemon, preempt: bool) -> (Cluster, Duration) {
+    node_death_on(Net::V4, da, db, preempt)
+}
+
+/// [`node_death`] with the instance set-up `net`.
+pub fn node_death_on(net: Net, da: Daemon, db: Daemon, preempt: bool) -> (Cluster, Duration) {
     let mut specs = pair(da, db);
     for s in &mut specs {
         s.preempt = preempt;
     }
-    let mut c = Cluster::new(specs, &[]);
+    let mut c = Cluster::with(net, specs, &[]);
     c.start_with_master("a");
     let t0 = Instant::now();
     c.kill9("a");
@@ -491,14 +680,15 @@ pub fn node_death(da: Daemon, db: Daemon, preempt: bool) -> (Cluster, Duration) 
     let garp = c.wait_garp("b", t0, Duration::from_secs(2));
     assert!(
         garp.is_some(),
-        "the new master announces the VIP with gratuitous ARP\n{}",
+        "the new master announces the VIP (gratuitous ARP / unsolicited NA)\n{}",
         c.logs()
     );
     c.hold_steady_among("b", &["b"], Duration::from_millis(300));
     eprintln!(
-        "node death ({}→{}): b took over after {:.0} ms (Master_Down_Interval {:.0} ms)",
+        "node death ({}→{}, {}): b took over after {:.0} ms (Master_Down_Interval {:.0} ms)",
         c.spec("a").daemon.label(),
         c.spec("b").daemon.label(),
+        c.net.label(),
         ms(took),
         ms(mdi)
     );
@@ -527,7 +717,7 @@ pub fn comeback(da: Daemon, db: Daemon, preempt: bool) {
         );
     } else {
         c.hold_steady("b", Duration::from_millis(1500));
-        assert_eq!(c.watch.timeline().acquired(vip(), "a", t0), None);
+        assert_eq!(c.watch.timeline().acquired(c.vip(), "a", t0), None);
         eprintln!("comeback without preempt: b kept the VIP for 1.5 s after a restarted");
     }
 }
@@ -535,7 +725,13 @@ pub fn comeback(da: Daemon, db: Daemon, preempt: bool) {
 /// SIGTERM on the master: it resigns with priority 0 and the backup takes over after
 /// about Skew_Time, far sooner than node death could be detected.
 pub fn graceful(da: Daemon, db: Daemon) -> Duration {
-    let mut c = Cluster::new(pair(da, db), &[]);
+    graceful_on(Net::V4, da, db).1
+}
+
+/// [`graceful`] with the instance set-up `net`; returns the cluster (a stopped, b master)
+/// and the handover time.
+pub fn graceful_on(net: Net, da: Daemon, db: Daemon) -> (Cluster, Duration) {
+    let mut c = Cluster::with(net, pair(da, db), &[]);
     c.start_with_master("a");
     let t0 = Instant::now();
     c.terminate("a");
@@ -573,14 +769,15 @@ pub fn graceful(da: Daemon, db: Daemon) -> Duration {
     );
     c.hold_steady_among("b", &["a", "b"], Duration::from_millis(300));
     eprintln!(
-        "graceful ({}→{}): b took over {:.0} ms after SIGTERM (Skew_Time {:.0} ms, node death needs ≥ {:.0} ms)",
+        "graceful ({}→{}, {}): b took over {:.0} ms after SIGTERM (Skew_Time {:.0} ms, node death needs ≥ {:.0} ms)",
         c.spec("a").daemon.label(),
         c.spec("b").daemon.label(),
+        c.net.label(),
         ms(took),
         ms(skew(100)),
         ms(master_down(100) - ADVERT)
     );
-    took
+    (c, took)
 }
 
 /// Partition at the switch (carrier stays, daemons keep running): both become master;
@@ -643,7 +840,13 @@ pub fn partition(da: Daemon, db: Daemon) {
 /// Interop in one VRID: `a` (150, da) and `b` (100, db) elect `a`; killing `a` hands the
 /// VIP to `b`.
 pub fn interop(da: Daemon, db: Daemon) {
-    let mut c = Cluster::new(pair(da.clone(), db.clone()), &[]);
+    interop_on(Net::V4, da, db);
+}
+
+/// [`interop`] with the instance set-up `net`; returns the cluster (a dead, b master)
+/// and the time b took.
+pub fn interop_on(net: Net, da: Daemon, db: Daemon) -> (Cluster, Duration) {
+    let mut c = Cluster::with(net, pair(da.clone(), db.clone()), &[]);
     c.start_with_master("a");
     // Both speak: b's adverts are not needed, but b must have heard a (it stays backup).
     let t0 = Instant::now();
@@ -656,11 +859,13 @@ pub fn interop(da: Daemon, db: Daemon) {
         ms(at - t0)
     );
     eprintln!(
-        "interop {}(150) → {}(100): elected a, b took over {:.0} ms after a died",
+        "interop {}(150) → {}(100), {}: elected a, b took over {:.0} ms after a died",
         da.label(),
         db.label(),
+        net.label(),
         ms(at - t0)
     );
+    (c, at - t0)
 }
 
 /// What a client saw across one handover.
@@ -694,7 +899,15 @@ fn across(
 /// 10 ms. First a graceful SIGTERM handover (a → b), then, with `a` back as master, a
 /// node death. Returns (graceful, death, death takeover).
 pub fn probing(da: Daemon, db: Daemon) -> (Across, ProbeSummary, Duration) {
-    let mut c = Cluster::new(pair(da, db), &[("cl", "192.0.2.200/24")]);
+    let (_, graceful, death, took) = probing_on(Net::V4, da, db);
+    (graceful, death, took)
+}
+
+/// [`probing`] with the instance set-up `net` (client `cl` at `.200` / `::200`); also
+/// returns the cluster (a dead, b master).
+pub fn probing_on(net: Net, da: Daemon, db: Daemon) -> (Cluster, Across, ProbeSummary, Duration) {
+    let client = net.host(200);
+    let mut c = Cluster::with(net, pair(da, db), &[("cl", &client)]);
     c.start_responder("a");
     c.start_responder("b");
     c.start_with_master("a");
@@ -762,7 +975,7 @@ pub fn probing(da: Daemon, db: Daemon) -> (Across, ProbeSummary, Duration) {
         "b serves at the end: {:?}",
         death.switches
     );
-    (across(&attempts, graceful, from, to), death, takeover)
+    (c, across(&attempts, graceful, from, to), death, takeover)
 }
 
 /// Malformed VRRP at the master from a third node: truncated, version 2, TTL 64, bad
@@ -834,4 +1047,113 @@ pub fn bad_packets(da: Daemon, db: Daemon, per_kind: usize) -> Cluster {
         );
     }
     c
+}
+
+// ----- helpers for the IPv6, unicast and virtual-MAC scenarios -----
+
+/// The MAC address of `link` in `node`, as `ip` prints it (`02:..`).
+pub fn link_mac(c: &Cluster, node: &str, link: &str) -> Option<String> {
+    let out = c.lab.ip(node, &["-o", "link", "show", "dev", link]).ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut words = text.split_whitespace();
+    words.find(|w| *w == "link/ether")?;
+    words.next().map(str::to_owned)
+}
+
+/// Formats a MAC the way `ip` does.
+pub fn mac_text(mac: [u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// The VRRP adverts `node` sent since `since` (VRID 51), as (source, destination,
+/// hop limit / TTL, priority).
+pub fn adverts_from(c: &Cluster, node: &str, since: Instant) -> Vec<(IpAddr, IpAddr, u8, u8)> {
+    c.capture
+        .adverts(51, since)
+        .into_iter()
+        .filter(|a| a.from == node)
+        .filter_map(|a| match a.seen {
+            Seen::Vrrp {
+                src,
+                dst,
+                ttl,
+                priority,
+                version: 3,
+                ..
+            } => Some((src, dst, ttl, priority)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Asserts `node`'s adverts since `since` are well-formed for the cluster's set-up: at
+/// least one; hop limit 255; IPv6 from a link-local source (keepalived with unicast
+/// peers: its global address), IPv4 from the node's address; to the group, or (unicast) only to the other nodes' addresses, each of them
+/// getting some. Returns how many were seen.
+pub fn assert_adverts_shape(c: &Cluster, node: &str, since: Instant) -> usize {
+    let adverts = adverts_from(c, node, since);
+    assert!(
+        !adverts.is_empty(),
+        "no adverts from {node} on the bridge\n{}",
+        c.logs()
+    );
+    let peers: Vec<IpAddr> = c
+        .names()
+        .into_iter()
+        .filter(|n| *n != node)
+        .map(|n| c.node_addr(n))
+        .collect();
+    for (src, dst, ttl, _) in &adverts {
+        assert_eq!(*ttl, 255, "{node}: advert {src} -> {dst} with TTL {ttl}");
+        match src {
+            // keepalived with IPv6 unicast peers sends from its `unicast_src_ip`.
+            IpAddr::V6(s) => assert!(
+                c.net.v6
+                    && (s.is_unicast_link_local()
+                        || (c.net.unicast
+                            && c.spec(node).daemon == Daemon::Keepalived
+                            && *src == c.node_addr(node))),
+                "{node}: IPv6 advert from {s}, want its link-local address"
+            ),
+            IpAddr::V4(_) => assert!(
+                !c.net.v6 && *src == c.node_addr(node),
+                "{node}: advert from {src}, want {}",
+                c.node_addr(node)
+            ),
+        }
+        if c.net.unicast {
+            assert!(
+                peers.contains(dst),
+                "{node}: unicast advert to {dst}, peers are {peers:?} (no multicast allowed)"
+            );
+        } else {
+            assert_eq!(*dst, c.net.group(), "{node}: advert to {dst}");
+        }
+    }
+    if c.net.unicast {
+        for p in &peers {
+            assert!(
+                adverts.iter().any(|(_, d, _, _)| d == p),
+                "{node}: no advert to peer {p}: {adverts:?}"
+            );
+        }
+    }
+    adverts.len()
+}
+
+/// The `lladdr` of the client's neighbour entry for the VIP (`None` when absent or
+/// without one, e.g. INCOMPLETE / FAILED).
+pub fn neighbour_mac(c: &Cluster, client: &str) -> Option<String> {
+    let vip = c.vip().to_string();
+    let out = c
+        .lab
+        .ip(client, &["neigh", "show", "to", &vip, "dev", "eth0"])
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut words = text.split_whitespace();
+    words.find(|w| *w == "lladdr")?;
+    words.next().map(str::to_owned)
 }
