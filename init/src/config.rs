@@ -109,6 +109,10 @@ pub struct Service {
     pub exec: Vec<String>,
     /// Services that must be ready (or done) before this one starts, by index.
     pub after: Vec<usize>,
+    /// Services that must have stopped before this one is stopped at shutdown, by index,
+    /// without making its start wait for them (e.g. the VIP daemon hands the address over
+    /// before HAProxy closes its listeners).
+    pub stop_after: Vec<usize>,
     /// Restart policy.
     pub restart: RestartPolicy,
     /// Readiness check.
@@ -164,6 +168,8 @@ struct RawService {
     exec: Vec<String>,
     #[serde(default)]
     after: Vec<String>,
+    #[serde(default)]
+    stop_after: Vec<String>,
     #[serde(default)]
     oneshot: bool,
     restart: Option<RestartPolicy>,
@@ -289,6 +295,17 @@ pub fn parse(text: &str, file: &Path, root: &Path) -> Result<ServicesFile, Confi
     for (label, raw) in &parsed {
         let mut e =
             |field: &str, reason: String| errors.push(err(Some(label), Some(field), reason));
+        let mut stop_after = Vec::new();
+        for other in &raw.stop_after {
+            if other == &raw.name {
+                e("stop_after", "a service cannot wait for itself".into());
+                continue;
+            }
+            match index.get(other) {
+                Some(&i) => stop_after.push(i),
+                None => e("stop_after", format!("no service named \"{other}\"")),
+            }
+        }
         let mut after = Vec::new();
         for dep in &raw.after {
             if dep == &raw.name {
@@ -431,6 +448,7 @@ pub fn parse(text: &str, file: &Path, root: &Path) -> Result<ServicesFile, Confi
             name: raw.name.clone(),
             exec: raw.exec.clone(),
             after,
+            stop_after,
             restart,
             ready,
             ready_timeout_ms,
@@ -456,6 +474,16 @@ pub fn parse(text: &str, file: &Path, root: &Path) -> Result<ServicesFile, Confi
                 Some(names[0]),
                 Some("after"),
                 format!("dependency cycle: {}", names.join(" -> ")),
+            ));
+        } else if let Some(cycle) = find_stop_cycle(&services) {
+            let names: Vec<&str> = cycle.iter().map(|&i| services[i].name.as_str()).collect();
+            errors.push(err(
+                Some(names[0]),
+                Some("stop_after"),
+                format!(
+                    "shutdown order cycle: {} (each waits for the next to stop)",
+                    names.join(" -> ")
+                ),
             ));
         }
     }
@@ -612,6 +640,58 @@ pub fn parse_signal(s: &str) -> Option<Signal> {
 }
 
 /// Returns one dependency cycle (first element repeated at the end), if any.
+/// Which services `i` waits for at shutdown: its `stop_after`, and everything that started
+/// `after` it (dependents stop first).
+pub fn stop_waits(services: &[Service]) -> Vec<Vec<usize>> {
+    let mut waits: Vec<Vec<usize>> = services.iter().map(|s| s.stop_after.clone()).collect();
+    for (i, s) in services.iter().enumerate() {
+        for &d in &s.after {
+            waits[d].push(i);
+        }
+    }
+    waits
+}
+
+/// A cycle in the shutdown order (which would leave every service in it waiting until the
+/// shutdown deadline), as service indices with the first repeated at the end.
+fn find_stop_cycle(services: &[Service]) -> Option<Vec<usize>> {
+    let waits = stop_waits(services);
+    let mut state = vec![0u8; services.len()]; // 0 new, 1 on the stack, 2 done
+    let mut stack = Vec::new();
+    fn visit(
+        i: usize,
+        waits: &[Vec<usize>],
+        state: &mut [u8],
+        stack: &mut Vec<usize>,
+    ) -> Option<Vec<usize>> {
+        state[i] = 1;
+        stack.push(i);
+        for &d in &waits[i] {
+            if state[d] == 1 {
+                let pos = stack.iter().position(|&s| s == d).unwrap_or(0);
+                let mut cycle = stack[pos..].to_vec();
+                cycle.push(d);
+                return Some(cycle);
+            }
+            if state[d] == 0
+                && let Some(c) = visit(d, waits, state, stack)
+            {
+                return Some(c);
+            }
+        }
+        stack.pop();
+        state[i] = 2;
+        None
+    }
+    (0..services.len()).find_map(|i| {
+        if state[i] == 0 {
+            visit(i, &waits, &mut state, &mut stack)
+        } else {
+            None
+        }
+    })
+}
+
 fn find_cycle(services: &[Service]) -> Option<Vec<usize>> {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
@@ -798,6 +878,63 @@ mod tests {
     fn wrong_type_names_field() {
         let e = parse_err("[[service]]\nname = \"web\"\nexec = \"/bin/daemon\"\n");
         assert!(e[0].contains("service \"web\": field `exec`"), "{e:?}");
+    }
+
+    #[test]
+    fn stop_after_orders_shutdown_without_start_dependency() {
+        let f = parse_ok(
+            r#"
+            [[service]]
+            name = "proxy"
+            exec = ["/bin/daemon"]
+            stop_after = ["vip"]
+            [[service]]
+            name = "vip"
+            exec = ["/bin/daemon"]
+            "#,
+        );
+        assert_eq!(f.services[0].stop_after, vec![1]);
+        assert!(f.services[0].after.is_empty() && f.services[1].after.is_empty());
+        assert_eq!(stop_waits(&f.services), vec![vec![1], vec![]]);
+    }
+
+    #[test]
+    fn stop_after_errors_name_the_field() {
+        let e = parse_err(
+            r#"
+            [[service]]
+            name = "a"
+            exec = ["/bin/daemon"]
+            stop_after = ["a", "ghost"]
+            "#,
+        );
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e[0].contains("field `stop_after`: a service cannot wait for itself"),
+            "{e:?}"
+        );
+        assert!(
+            e[1].contains("field `stop_after`: no service named \"ghost\""),
+            "{e:?}"
+        );
+        // a starts after b, so b stops after a; a also waiting for b would never stop.
+        let e = parse_err(
+            r#"
+            [[service]]
+            name = "a"
+            exec = ["/bin/daemon"]
+            after = ["b"]
+            stop_after = ["b"]
+            [[service]]
+            name = "b"
+            exec = ["/bin/daemon"]
+            "#,
+        );
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].contains("field `stop_after`: shutdown order cycle: a -> b -> a"),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -193,12 +193,8 @@ pub struct Supervisor {
 impl Supervisor {
     /// Takes validated services; all of them are wanted up.
     pub fn new(services: Vec<Service>) -> Self {
-        let mut dependents = vec![Vec::new(); services.len()];
-        for (i, s) in services.iter().enumerate() {
-            for &d in &s.after {
-                dependents[d].push(i);
-            }
-        }
+        // At shutdown a service waits for its dependents and its `stop_after`.
+        let dependents = crate::config::stop_waits(&services);
         let runs = services
             .iter()
             .map(|_| Run {
@@ -754,6 +750,7 @@ mod tests {
             name: name.into(),
             exec: vec!["/bin/true".into()],
             after: after.to_vec(),
+            stop_after: Vec::new(),
             restart: RestartPolicy::Always,
             ready: Readiness::Started,
             ready_timeout_ms: 1000,
@@ -946,6 +943,35 @@ mod tests {
         assert!(sup.status(620).iter().all(|s| s.state == "stopped"));
         assert!(acts(&mut sup, 700).is_empty());
         assert_eq!(sup.start("a"), Err(RequestError::ShuttingDown));
+    }
+
+    #[test]
+    fn stop_after_makes_a_service_outlive_another_at_shutdown() {
+        // proxy and vip start independently; at shutdown vip goes first.
+        let mut proxy = svc("proxy", &[]);
+        proxy.stop_after = vec![1];
+        let mut sup = Supervisor::new(vec![proxy, svc("vip", &[])]);
+        let started = acts(&mut sup, 0);
+        assert_eq!(
+            started
+                .iter()
+                .filter(|a| matches!(a, Action::Spawn { .. }))
+                .count(),
+            2,
+            "no start dependency: {started:?}"
+        );
+        sup.on_spawned(0, 10, 0);
+        sup.on_spawned(1, 11, 0);
+        acts(&mut sup, 0);
+        sup.shutdown(PowerAction::Reboot, 100);
+        let sig = |service, pid| Action::Signal {
+            service,
+            pid,
+            signal: Signal::SIGTERM,
+        };
+        assert_eq!(acts(&mut sup, 100), vec![sig(1, 11)]);
+        sup.on_exit(11, Exit::Code(0), 150);
+        assert_eq!(acts(&mut sup, 150), vec![sig(0, 10)]);
     }
 
     #[test]

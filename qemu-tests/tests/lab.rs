@@ -995,6 +995,73 @@ fn lb_pair_serves_through_the_vip_fails_over_under_load_and_preempts() {
     let attempts = probe.stop();
     report_tail_ok("haproxy started on lb1 (preempt)", &attempts, 1500.0);
 
+    // Graceful reboot of the master (as an upgrade does it): cairn-init stops vipd first
+    // (priority 0; it keeps the VIP until lb2 has taken it), then HAProxy (`stop_after`), so
+    // clients of the pair see no failed request while lb2 takes over.
+    assert_eq!(box_vrrp(&state, "lb1")["state"], "master");
+    let reboot_out = dir.join("reboot-master.jsonl");
+    let probe = Probe::start(&probe_bin, &client_ns, &reboot_out);
+    std::thread::sleep(Duration::from_secs(1));
+    let t = Instant::now();
+    let from = monotonic_ms();
+    // The box may go down before its agent has relayed cairnctl's exit status, so the call's
+    // own result is not asserted; what follows checks the reboot happened.
+    let _ = cairn(&[
+        "lab",
+        "ctl",
+        "lb1",
+        "--state",
+        &state,
+        "--timeout",
+        "5",
+        "--",
+        "reboot",
+    ]);
+    while box_vrrp(&state, "lb2")["state"] != "master" {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "lb2 did not take over while lb1 rebooted"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let took_over = t.elapsed();
+    // Until lb1 is back and has preempted: the whole reboot is under load. While it reboots
+    // its control channel does not answer.
+    let lb1_master = || {
+        let out = ctl(&state, "lb1", &["vip", "--json"]);
+        out.status.success()
+            && serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                .is_ok_and(|v| v[0]["state"] == "master")
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    while !lb1_master() {
+        assert!(
+            t.elapsed() < Duration::from_secs(240),
+            "lb1 did not take the VIP back after its reboot"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let attempts = probe.stop();
+    let failed: Vec<&Attempt> = attempts
+        .iter()
+        .filter(|a| !a.ok && a.mono_ms >= from)
+        .collect();
+    eprintln!(
+        "graceful reboot of lb1 under load: lb2 master after {:.2} s, lb1 back as master after {:.1} s; {} of {} requests failed",
+        took_over.as_secs_f64(),
+        t.elapsed().as_secs_f64(),
+        failed.len(),
+        attempts.len()
+    );
+    assert!(attempts.len() > 300, "the probe ran: {}", attempts.len());
+    assert!(
+        failed.is_empty(),
+        "no request fails across a graceful reboot of the master: {} failed, first at {:.0} ms",
+        failed.len(),
+        failed.first().map(|a| a.t_ms).unwrap_or(0.0)
+    );
+
     // Stop one backend: HAProxy's checks (inter 1 s, fall 2) mark it DOWN, and from then on
     // no client request fails: they all go to the other backend.
     let backend_out = dir.join("stop-backend.jsonl");

@@ -7,6 +7,9 @@
 //! same run.
 //!
 //! Section "Failover (VRRPv3)": see `bench_vrrp`.
+//!
+//! Section "Boot to serving and footprint" (cairn `lb` against minimal Debian,
+//! and `bench/boot-timeline.png`): see `bench_debian`.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -79,6 +82,7 @@ struct Report {
     images_identical: bool,
     accel: String,
     failover: crate::bench_vrrp::FailoverReport,
+    boot: crate::bench_debian::BootReport,
 }
 
 #[derive(Debug, Serialize)]
@@ -294,6 +298,7 @@ pub fn run(runs: usize) -> Result<()> {
     ];
     let img = crate::bench_image::run(runs.min(5))?;
     let failover = crate::bench_vrrp::run(runs)?;
+    let boot = crate::bench_debian::run(runs.min(5))?;
     let report = Report {
         machine: machine(&bin),
         runs,
@@ -302,6 +307,7 @@ pub fn run(runs: usize) -> Result<()> {
         images_identical: img.identical,
         accel: img.accel,
         failover,
+        boot,
     };
     write_report(&report)?;
     Ok(())
@@ -352,14 +358,15 @@ fn write_report(report: &Report) -> Result<()> {
         ));
     }
     md.push_str(
-        "\nReference figures not measured here: systemd as PID 1 of a minimal Debian boot holds about \
-         11 MiB resident, and a minimal Debian bookworm image with systemd and haproxy boots (direct kernel \
-         boot, TCG) to its first HTTP answer in about 17 s and compresses to about 97 MiB \
-         (../shared/FIELD-NOTES.md); the side-by-side comparison is the benchmark issue's. Restart latency uses `restart_delay_ms = 0`; with \
-         the default first delay of 100 ms add that.\n",
+        "\nThe side-by-side comparison with a minimal Debian bookworm image (systemd, haproxy) is in \
+         the section \"Boot to serving and footprint\" below. Restart latency uses `restart_delay_ms = 0`; \
+         with the default first delay of 100 ms add that.\n",
     );
     md.push('\n');
     md.push_str(&crate::bench_vrrp::markdown(&report.failover));
+    md.push('\n');
+    md.push_str(&crate::bench_debian::markdown(&report.boot));
+    crate::bench_debian::write_chart(&out, &report.boot)?;
     std::fs::write(out.join("report.md"), &md)?;
     println!("\n{md}");
     println!("wrote {} and report.json", out.join("report.md").display());

@@ -3,6 +3,8 @@
 //! `bench` measures and writes `bench/report.md`.
 
 mod bench;
+mod bench_chart;
+mod bench_debian;
 mod bench_image;
 mod bench_vrrp;
 mod demo;
@@ -64,6 +66,9 @@ enum Cmd {
 enum BenchPart {
     /// cairn-vipd against keepalived: node death and graceful stop (root).
     Failover,
+    /// Boot to serving and footprint: the cairn `lb` image against a minimal
+    /// Debian image (mmdebstrap), plus bench/boot-timeline.png (root).
+    Boot,
 }
 
 fn main() -> Result<()> {
@@ -86,6 +91,7 @@ fn main() -> Result<()> {
             setup::run()?;
             match only {
                 Some(BenchPart::Failover) => bench_vrrp::run_alone(runs),
+                Some(BenchPart::Boot) => bench_debian::run_alone(runs),
                 None => bench::run(runs),
             }
         }

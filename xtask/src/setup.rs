@@ -47,6 +47,14 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("dosfstools", "fsck.fat: checking the ESP in tests"),
     ("cpio", "cpio: checking initramfs archives in tests"),
     ("zstd", "compressed image sizes in the benchmark report"),
+    (
+        "mmdebstrap",
+        "the minimal Debian reference image of `cargo xtask bench --only boot`",
+    ),
+    (
+        "e2fsprogs",
+        "mkfs.ext4 -d and dumpe2fs: the Debian reference image's root",
+    ),
 ];
 
 fn installed(pkg: &str) -> bool {
