@@ -372,3 +372,32 @@ fn write_report(report: &Report) -> Result<()> {
     println!("wrote {} and report.json", out.join("report.md").display());
     Ok(())
 }
+
+/// Replaces the report section that starts with the heading line `heading` in `existing`
+/// (up to the next `## ` heading) with `section`, or appends it: how `bench --only <part>`
+/// updates its own section and keeps the others.
+pub fn splice_section(existing: &str, heading: &str, section: &str) -> String {
+    let section = section.trim_end();
+    let Some(start) = existing
+        .match_indices(heading)
+        .map(|(i, _)| i)
+        .find(|&i| i == 0 || existing[..i].ends_with('\n'))
+    else {
+        let base = existing.trim_end();
+        return if base.is_empty() {
+            format!("{section}\n")
+        } else {
+            format!("{base}\n\n{section}\n")
+        };
+    };
+    let after = &existing[start + heading.len()..];
+    let rest = after.find("\n## ").map(|i| &after[i + 1..]).unwrap_or("");
+    let mut out = existing[..start].to_owned();
+    out.push_str(section);
+    out.push('\n');
+    if !rest.is_empty() {
+        out.push('\n');
+        out.push_str(rest);
+    }
+    out
+}

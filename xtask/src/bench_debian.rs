@@ -650,34 +650,6 @@ fn ratio(a: f64, b: f64) -> String {
     }
 }
 
-/// Replaces the section starting with [`SECTION`] in `existing` (up to the
-/// next `## ` heading) with `section`, or appends it.
-pub fn splice_section(existing: &str, section: &str) -> String {
-    let section = section.trim_end();
-    let start = existing
-        .match_indices(SECTION)
-        .map(|(i, _)| i)
-        .find(|&i| i == 0 || existing[..i].ends_with('\n'));
-    let Some(start) = start else {
-        let base = existing.trim_end();
-        return if base.is_empty() {
-            format!("{section}\n")
-        } else {
-            format!("{base}\n\n{section}\n")
-        };
-    };
-    let after = &existing[start + SECTION.len()..];
-    let rest = after.find("\n## ").map(|i| &after[i + 1..]).unwrap_or("");
-    let mut out = existing[..start].to_owned();
-    out.push_str(section);
-    out.push('\n');
-    if !rest.is_empty() {
-        out.push('\n');
-        out.push_str(rest);
-    }
-    out
-}
-
 /// Writes `bench/boot-timeline.png` for the report.
 pub fn write_chart(out: &Path, r: &BootReport) -> Result<()> {
     let path = out.join("boot-timeline.png");
@@ -705,8 +677,11 @@ pub fn run_alone(runs: usize) -> Result<()> {
             .into()
     });
     let section = markdown(&report);
-    std::fs::write(&md_path, splice_section(&existing, &section))
-        .with_context(|| format!("writing {}", md_path.display()))?;
+    std::fs::write(
+        &md_path,
+        crate::bench::splice_section(&existing, SECTION, &section),
+    )
+    .with_context(|| format!("writing {}", md_path.display()))?;
     let json_path = out.join("report.json");
     let mut json: serde_json::Value = std::fs::read_to_string(&json_path)
         .ok()
@@ -728,12 +703,12 @@ mod tests {
     #[test]
     fn splice_replaces_only_its_section() {
         let old = format!("# r\n\n## A\n\na\n\n{SECTION}\n\nold\n\n## B\n\nb\n");
-        let new = splice_section(&old, &format!("{SECTION}\n\nnew\n"));
+        let new = crate::bench::splice_section(&old, SECTION, &format!("{SECTION}\n\nnew\n"));
         assert_eq!(
             new,
             format!("# r\n\n## A\n\na\n\n{SECTION}\n\nnew\n\n## B\n\nb\n")
         );
-        let appended = splice_section("# r\n", &format!("{SECTION}\n\nx"));
+        let appended = crate::bench::splice_section("# r\n", SECTION, &format!("{SECTION}\n\nx"));
         assert_eq!(appended, format!("# r\n\n{SECTION}\n\nx\n"));
     }
 

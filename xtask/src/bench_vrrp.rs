@@ -820,34 +820,6 @@ pub fn markdown(r: &FailoverReport) -> String {
     md
 }
 
-/// Replaces the failover section of an existing report (up to the next `## ` heading),
-/// or appends it.
-pub fn splice_markdown(existing: &str, section: &str) -> String {
-    let section = section.trim_end();
-    let Some(start) = existing
-        .match_indices(SECTION)
-        .map(|(i, _)| i)
-        .find(|&i| i == 0 || existing[..i].ends_with('\n'))
-    else {
-        let base = existing.trim_end();
-        return if base.is_empty() {
-            format!("{section}\n")
-        } else {
-            format!("{base}\n\n{section}\n")
-        };
-    };
-    let after = &existing[start + SECTION.len()..];
-    let rest = after.find("\n## ").map(|i| &after[i + 1..]).unwrap_or("");
-    let mut out = existing[..start].to_owned();
-    out.push_str(section);
-    out.push('\n');
-    if !rest.is_empty() {
-        out.push('\n');
-        out.push_str(rest);
-    }
-    out
-}
-
 /// Sets the top-level key `failover` of a pretty-printed JSON object (as
 /// `serde_json::to_string_pretty` writes it) to `value_pretty` in place, keeping the other
 /// keys' order and text; `None` if `existing` is not such an object.
@@ -896,8 +868,11 @@ fn write_alone(out: &Path, report: &FailoverReport) -> Result<()> {
         existing
     };
     let section = markdown(report);
-    std::fs::write(&md_path, splice_markdown(&existing, &section))
-        .with_context(|| format!("writing {}", md_path.display()))?;
+    std::fs::write(
+        &md_path,
+        crate::bench::splice_section(&existing, SECTION, &section),
+    )
+    .with_context(|| format!("writing {}", md_path.display()))?;
     let json_path = out.join("report.json");
     let existing = std::fs::read_to_string(&json_path).unwrap_or_default();
     let failover = serde_json::to_string_pretty(report)?;
@@ -922,6 +897,10 @@ fn write_alone(out: &Path, report: &FailoverReport) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    fn splice(existing: &str, section: &str) -> String {
+        crate::bench::splice_section(existing, SECTION, section)
+    }
+
     use super::*;
 
     #[test]
@@ -1011,14 +990,14 @@ mod tests {
     #[test]
     fn splice_replaces_only_the_failover_section() {
         let old = "# r\n\n## PID 1\n\nx\n\n## Failover (VRRPv3)\n\nold\n\n## Later\n\ny\n";
-        let new = splice_markdown(old, "## Failover (VRRPv3)\n\nnew\n");
+        let new = splice(old, "## Failover (VRRPv3)\n\nnew\n");
         assert_eq!(
             new,
             "# r\n\n## PID 1\n\nx\n\n## Failover (VRRPv3)\n\nnew\n\n## Later\n\ny\n"
         );
         let last = "# r\n\n## Failover (VRRPv3)\n\nold\n### 1 s\n\nmore\n";
         assert_eq!(
-            splice_markdown(last, "## Failover (VRRPv3)\n\nnew"),
+            splice(last, "## Failover (VRRPv3)\n\nnew"),
             "# r\n\n## Failover (VRRPv3)\n\nnew\n"
         );
     }
@@ -1026,7 +1005,7 @@ mod tests {
     #[test]
     fn splice_appends_when_the_section_is_missing() {
         assert_eq!(
-            splice_markdown("# r\n\n## PID 1\n\nx\n", "## Failover (VRRPv3)\n\nnew\n"),
+            splice("# r\n\n## PID 1\n\nx\n", "## Failover (VRRPv3)\n\nnew\n"),
             "# r\n\n## PID 1\n\nx\n\n## Failover (VRRPv3)\n\nnew\n"
         );
     }

@@ -319,32 +319,7 @@ fn render(state: &LbState) -> String {
 }
 
 fn vrrp_table(instances: &[VipInstanceStatus]) -> String {
-    let mut rows = vec![
-        [
-            "NAME",
-            "VRID",
-            "IF",
-            "STATE",
-            "PRIO(eff/conf)",
-            "MASTER",
-            "VIPS",
-            "IN-STATE",
-        ]
-        .map(str::to_owned),
-    ];
-    for i in instances {
-        rows.push([
-            i.name.clone(),
-            i.vrid.to_string(),
-            i.interface.clone(),
-            i.state.clone(),
-            format!("{}/{}", i.effective_priority, i.priority),
-            dash_if_empty(i.master.clone()),
-            dash_if_empty(i.vips.join(",")),
-            short_duration(i.in_state_ms / 1000),
-        ]);
-    }
-    table::render(&rows)
+    crate::vip::instances_table(instances)
 }
 
 fn push_haproxy(text: &mut String, haproxy: &HaproxyState) {
@@ -461,10 +436,6 @@ fn push_servers(text: &mut String, backend: &Backend) {
 /// Every line of `block` indented by two spaces.
 fn indent(block: &str) -> String {
     block.lines().map(|line| format!("  {line}\n")).collect()
-}
-
-fn dash_if_empty(s: String) -> String {
-    if s.is_empty() { "-".to_owned() } else { s }
 }
 
 /// A short human duration from seconds: `42s`, `2m05s`, `1h02m`, `3d04h`.

@@ -41,9 +41,8 @@ fn explain(socket: &Path, error: ClientError) -> anyhow::Error {
     }
 }
 
-/// The table, a blank line, then one block per instance with its checks and the counters
-/// that are not zero.
-fn render(instances: &[VipInstanceStatus]) -> String {
+/// The instances as a table (one row each); `cairnctl lb` shows the same table.
+pub(crate) fn instances_table(instances: &[VipInstanceStatus]) -> String {
     let mut rows = vec![
         [
             "NAME",
@@ -69,7 +68,13 @@ fn render(instances: &[VipInstanceStatus]) -> String {
             format_duration(i.in_state_ms),
         ]);
     }
-    let mut text = table::render(&rows);
+    table::render(&rows)
+}
+
+/// The table, a blank line, then one block per instance with its checks and the counters
+/// that are not zero.
+fn render(instances: &[VipInstanceStatus]) -> String {
+    let mut text = instances_table(instances);
     for i in instances {
         text.push('\n');
         text.push_str(&format!("{}:\n", i.name));
