@@ -160,7 +160,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
 }
 
 /// What a role image was built from. The image is rebuilt when any field
-/// differs (the site file's bytes, the `cairn` binary, the profile).
+/// differs (the site file's bytes, the `cairn` binary, the profile, the sources
+/// the builder reads besides the site: roles, profiles, the box binaries' crates).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Stamp {
@@ -170,15 +171,63 @@ pub struct Stamp {
     pub cairn: String,
     /// Hardware profile.
     pub profile: String,
+    /// [`source_fingerprint`] of the workspace when the image was built.
+    #[serde(default)]
+    pub sources: String,
+}
+
+/// Directories of the source tree whose files go into an image besides the site file: the
+/// roles and profiles `cairn build` reads, and the crates of the static box binaries it
+/// compiles. A file added, removed or touched there changes the fingerprint.
+pub const IMAGE_SOURCES: &[&str] = &["image/roles", "hardware-profiles", "init", "services"];
+
+/// Count and newest modification time (ns) of the regular files under `dirs` of `root`,
+/// skipping build output (`target`); cheap enough to run on every `lab up`.
+pub fn source_fingerprint(root: &Path, dirs: &[&str]) -> String {
+    fn walk(dir: &Path, count: &mut u64, newest: &mut u128) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                if entry.file_name() != "target" {
+                    walk(&path, count, newest);
+                }
+            } else if meta.is_file() {
+                *count += 1;
+                let ns = meta
+                    .modified()
+                    .ok()
+                    .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0);
+                *newest = (*newest).max(ns);
+            }
+        }
+    }
+    let (mut count, mut newest) = (0u64, 0u128);
+    for d in dirs {
+        walk(&root.join(d), &mut count, &mut newest);
+    }
+    format!("{count}@{newest}")
 }
 
 impl Stamp {
     /// The stamp for a build from these inputs.
-    pub fn new(site_bytes: &[u8], cairn_len: u64, cairn_mtime_ns: u128, profile: &str) -> Self {
+    pub fn new(
+        site_bytes: &[u8],
+        cairn_len: u64,
+        cairn_mtime_ns: u128,
+        profile: &str,
+        sources: &str,
+    ) -> Self {
         Self {
             site_hash: format!("{:016x}", fnv1a(site_bytes)),
             cairn: format!("{cairn_len}@{cairn_mtime_ns}"),
             profile: profile.to_string(),
+            sources: sources.to_string(),
         }
     }
 
@@ -189,6 +238,9 @@ impl Stamp {
             Some(o) if o.profile != self.profile => Some("the profile changed"),
             Some(o) if o.site_hash != self.site_hash => Some("the site file changed"),
             Some(o) if o.cairn != self.cairn => Some("the cairn binary changed"),
+            Some(o) if o.sources != self.sources => {
+                Some("roles, profiles or box-binary sources changed")
+            }
             Some(_) => None,
         }
     }
@@ -201,24 +253,42 @@ mod tests {
 
     #[test]
     fn stamps_say_why_an_image_is_rebuilt() {
-        let s = Stamp::new(b"site", 10, 20, "qemu-x86_64");
+        let s = Stamp::new(b"site", 10, 20, "qemu-x86_64", "1@2");
         assert_eq!(s.rebuild_reason(None), Some("not built yet"));
         assert_eq!(s.rebuild_reason(Some(&s.clone())), None);
-        let other_site = Stamp::new(b"site2", 10, 20, "qemu-x86_64");
+        let other_site = Stamp::new(b"site2", 10, 20, "qemu-x86_64", "1@2");
         assert_eq!(
             s.rebuild_reason(Some(&other_site)),
             Some("the site file changed")
         );
-        let other_bin = Stamp::new(b"site", 10, 21, "qemu-x86_64");
+        let other_bin = Stamp::new(b"site", 10, 21, "qemu-x86_64", "1@2");
         assert_eq!(
             s.rebuild_reason(Some(&other_bin)),
             Some("the cairn binary changed")
         );
-        let other_profile = Stamp::new(b"site", 10, 20, "x");
+        let other_sources = Stamp::new(b"site", 10, 20, "qemu-x86_64", "1@3");
+        assert_eq!(
+            s.rebuild_reason(Some(&other_sources)),
+            Some("roles, profiles or box-binary sources changed")
+        );
+        let other_profile = Stamp::new(b"site", 10, 20, "x", "1@2");
         assert_eq!(
             s.rebuild_reason(Some(&other_profile)),
             Some("the profile changed")
         );
+    }
+
+    #[test]
+    fn source_fingerprint_sees_files_added_and_touched_but_not_target() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a/target")).unwrap();
+        std::fs::write(dir.path().join("a/x"), "1").unwrap();
+        let one = source_fingerprint(dir.path(), &["a", "missing"]);
+        assert!(one.starts_with("1@"), "{one}");
+        std::fs::write(dir.path().join("a/target/big"), "build output").unwrap();
+        assert_eq!(source_fingerprint(dir.path(), &["a"]), one);
+        std::fs::write(dir.path().join("a/y"), "2").unwrap();
+        assert!(source_fingerprint(dir.path(), &["a"]).starts_with("2@"));
     }
 
     #[test]

@@ -199,7 +199,9 @@ fn ensure_images(state: &StateDir, plan: &LabPlan, site: &Path, t0: Instant) -> 
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     let site_bytes = std::fs::read(site).with_context(|| format!("{}", site.display()))?;
-    let stamp = Stamp::new(&site_bytes, meta.len(), mtime_ns, &plan.profile);
+    let sources =
+        super::state::source_fingerprint(&crate::build::source_root(), super::state::IMAGE_SOURCES);
+    let stamp = Stamp::new(&site_bytes, meta.len(), mtime_ns, &plan.profile, &sources);
     for role in plan.roles() {
         let out = state.image(&role);
         let stamp_path = state.image_stamp(&role);

@@ -37,6 +37,48 @@ const TICK: Duration = Duration::from_millis(100);
 const PIPE_GRACE: Duration = Duration::from_secs(2);
 /// The exit code reported for a command killed at its deadline (as timeout(1)).
 const TIMED_OUT: i32 = 124;
+/// After the stop signal, how long a running command may still take before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(1);
+
+/// The agent's stop signal (its `stop_signal` in the base role's services file). It is
+/// blocked and polled rather than fatal, so that a command that makes the box shut down
+/// (`reboot`, `poweroff`) still gets its exit status relayed to the host before the agent
+/// exits. Blocked in every thread (children inherit the mask; cairnctl does not use it).
+struct StopSignal(Option<nix::sys::signalfd::SignalFd>);
+
+impl StopSignal {
+    fn install() -> Self {
+        use nix::sys::signal::{SigSet, Signal};
+        let mut mask = SigSet::empty();
+        mask.add(Signal::SIGHUP);
+        if let Err(e) = mask.thread_block() {
+            log(&format!(
+                "cannot block SIGHUP ({e}); a stop ends the agent at once"
+            ));
+            return Self(None);
+        }
+        match nix::sys::signalfd::SignalFd::with_flags(
+            &mask,
+            nix::sys::signalfd::SfdFlags::SFD_NONBLOCK | nix::sys::signalfd::SfdFlags::SFD_CLOEXEC,
+        ) {
+            Ok(fd) => Self(Some(fd)),
+            Err(e) => {
+                log(&format!(
+                    "cannot watch SIGHUP ({e}); a stop ends the agent at once"
+                ));
+                let _ = mask.thread_unblock();
+                Self(None)
+            }
+        }
+    }
+
+    /// Whether the stop signal has arrived (consumes it).
+    fn arrived(&self) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|fd| matches!(fd.read_signal(), Ok(Some(_))))
+    }
+}
 
 /// `cairnctl agent` options.
 #[derive(Debug, Clone)]
@@ -80,19 +122,29 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         options.port_name,
         options.timeout.as_secs()
     ));
+    let stop = StopSignal::install();
+    let mut stopping = false;
     let mut splitter = LineSplitter::default();
     let mut buf = vec![0u8; 16 * 1024];
     loop {
+        if stopping || stop.arrived() {
+            log("stop signal: the last answer is delivered; exiting");
+            return Ok(());
+        }
         let received = channel
             .read(&mut buf)
             .with_context(|| format!("reading {}", device.display()))?;
         match received {
             Received::Data(n) => {
                 for line in splitter.push(&buf[..n]) {
-                    if let Err(e) = serve(&mut channel, &program, options.timeout, line) {
+                    if let Err(e) = serve(&mut channel, &program, options.timeout, &stop, line) {
                         log(&format!("answer not delivered: {e}"));
                         // What is left belongs to a host that went away.
                         splitter.reset();
+                        break;
+                    }
+                    if stop.arrived() {
+                        stopping = true;
                         break;
                     }
                 }
@@ -126,6 +178,7 @@ fn serve(
     channel: &mut Channel,
     program: &Path,
     timeout: Duration,
+    stop: &StopSignal,
     line: Line,
 ) -> Result<(), WriteError> {
     let bytes = match line {
@@ -137,13 +190,22 @@ fn serve(
         }
     };
     match frame::parse_request(&bytes) {
-        Ok(request) => execute(
-            channel,
-            program,
-            timeout,
-            request.id.as_ref(),
-            &request.args,
-        ),
+        Ok(request) => {
+            let stopped = execute(
+                channel,
+                program,
+                timeout,
+                stop,
+                request.id.as_ref(),
+                &request.args,
+            )?;
+            if stopped {
+                // The signal was consumed while the command ran: raise it again for the
+                // main loop.
+                let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGHUP);
+            }
+            Ok(())
+        }
         Err((id, e)) => {
             log(&format!("refused: {e}"));
             channel.write_all(frame::error_line(id.as_ref(), &e.to_string()).as_bytes())
@@ -158,9 +220,10 @@ fn execute(
     channel: &mut Channel,
     program: &Path,
     timeout: Duration,
+    stop_signal: &StopSignal,
     id: Option<&Value>,
     args: &[String],
-) -> Result<(), WriteError> {
+) -> Result<bool, WriteError> {
     let started = Instant::now();
     log(&format!("running cairnctl {}", args.join(" ")));
     let spawned = Command::new(program)
@@ -174,9 +237,12 @@ fn execute(
         Err(e) => {
             let e = format!("cannot run {}: {e}", program.display());
             log(&e);
-            return channel.write_all(frame::error_line(id, &e).as_bytes());
+            return channel
+                .write_all(frame::error_line(id, &e).as_bytes())
+                .map(|()| false);
         }
     };
+    let mut stop_at: Option<Instant> = None;
     let (tx, rx) = mpsc::channel();
     if let Some(out) = child.stdout.take() {
         copy_in_background(out, Stream::Stdout, tx.clone());
@@ -210,13 +276,19 @@ fn execute(
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => open_pipes = 0,
         }
+        if stop_at.is_none() && stop_signal.arrived() {
+            stop_at = Some(Instant::now() + STOP_GRACE);
+        }
         match exited {
             None => {
                 if let Ok(Some(status)) = child.try_wait() {
                     use std::os::unix::process::ExitStatusExt;
                     let code = frame::exit_code(status.code(), status.signal());
                     exited = Some((code, Instant::now()));
-                } else if started.elapsed() >= timeout && !timed_out {
+                } else if (started.elapsed() >= timeout
+                    || stop_at.is_some_and(|at| Instant::now() >= at))
+                    && !timed_out
+                {
                     timed_out = true;
                     let _ = child.kill();
                 } else if channel.hung_up() {
@@ -231,10 +303,14 @@ fn execute(
     let mut code = exited.map_or(1, |(c, _)| c);
     if timed_out {
         code = TIMED_OUT;
-        let note = format!(
-            "cairnctl agent: killed after {} s (the agent's limit per command)\n",
-            timeout.as_secs_f64()
-        );
+        let note = if stop_at.is_some() {
+            "cairnctl agent: killed: the agent is stopping (the box is shutting down)\n".to_owned()
+        } else {
+            format!(
+                "cairnctl agent: killed after {} s (the agent's limit per command)\n",
+                timeout.as_secs_f64()
+            )
+        };
         channel.write_all(frame::output_line(id, Stream::Stderr, &note).as_bytes())?;
     }
     channel.write_all(frame::exit_line(id, code).as_bytes())?;
@@ -242,7 +318,7 @@ fn execute(
         "exit {code} after {} ms",
         started.elapsed().as_millis()
     ));
-    Ok(())
+    Ok(stop_at.is_some())
 }
 
 /// Kills the command (the host is gone) and reaps it.

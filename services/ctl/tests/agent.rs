@@ -269,3 +269,64 @@ fn alive(pid: &str) -> bool {
         })
         .unwrap_or(false)
 }
+
+/// The agent's stop signal (SIGHUP, its `stop_signal` on a box) while a command runs: the
+/// command's answer still reaches the host (a `reboot` relayed through the agent makes
+/// cairn-init stop the agent at once), then the agent exits 0. A command still running a
+/// second after the signal is killed, and that is said too.
+#[test]
+fn agent_stops_after_relaying_the_running_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("host.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let mut agent = start_agent(&sock, &["--program", "/bin/sh", "--timeout", "600"]);
+    let conn = accept(&listener, &mut agent);
+    let pid = agent.0.id().to_string();
+    let mut w = &conn;
+    w.write_all(br#"{"args": ["-c", "sleep 0.5; echo done"]}"#)
+        .unwrap();
+    w.write_all(b"\n").unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    let st = Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    assert!(st.success());
+    let a = read_answer(&conn);
+    assert_eq!(a.stdout, "done\n");
+    assert_eq!(a.last, json!({"exit": 0}));
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = agent.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < LINE_WAIT,
+            "the agent did not exit after SIGHUP"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+
+    // A command that outlasts the grace is killed, with a note, and the agent exits.
+    let mut agent = start_agent(&sock, &["--program", "/bin/sh", "--timeout", "600"]);
+    let conn = accept(&listener, &mut agent);
+    let pid = agent.0.id().to_string();
+    let mut w = &conn;
+    w.write_all(br#"{"args": ["-c", "echo started; exec sleep 30"]}"#)
+        .unwrap();
+    w.write_all(b"\n").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    let t = Instant::now();
+    let a = read_answer(&conn);
+    assert_eq!(a.stdout, "started\n");
+    assert!(a.stderr.contains("the agent is stopping"), "{a:?}");
+    assert_eq!(a.last, json!({"exit": 124}));
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    let t = Instant::now();
+    while agent.0.try_wait().unwrap().is_none() {
+        assert!(
+            t.elapsed() < LINE_WAIT,
+            "the agent did not exit after SIGHUP"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
