@@ -66,21 +66,28 @@ pub fn cairn_build(site: &Path, role: &str, out: &Path) -> Output {
         .unwrap_or_else(|e| panic!("cannot run cairn: {e}"))
 }
 
+/// Builds the example site's image of `role` into the scratch dir; panics with cairn's
+/// output when the build fails.
+fn build_example(role: &str) -> PathBuf {
+    let out = scratch().join(role);
+    let t = Instant::now();
+    let o = cairn_build(&workspace().join("examples/site.toml"), role, &out);
+    assert!(
+        o.status.success(),
+        "cairn build --role {role} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    eprintln!(
+        "built the {role} image in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    out
+}
+
 /// The example site's `base` image, built once per test process.
 pub fn base_image() -> &'static Path {
     static IMAGE: OnceLock<PathBuf> = OnceLock::new();
-    IMAGE.get_or_init(|| {
-        let out = scratch().join("base");
-        let t = Instant::now();
-        let o = cairn_build(&workspace().join("examples/site.toml"), "base", &out);
-        assert!(
-            o.status.success(),
-            "cairn build failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        eprintln!("built the base image in {:.1} s", t.elapsed().as_secs_f64());
-        out
-    })
+    IMAGE.get_or_init(|| build_example("base"))
 }
 
 /// Parses "52:54:00:c0:00:01".
@@ -128,18 +135,7 @@ pub fn boot_pxe(name: &str, build: &Path, nic_mac: [u8; 6]) -> Vm {
 /// The example site's `lb` image, built once per test process.
 pub fn lb_image() -> &'static Path {
     static IMAGE: OnceLock<PathBuf> = OnceLock::new();
-    IMAGE.get_or_init(|| {
-        let out = scratch().join("lb");
-        let t = Instant::now();
-        let o = cairn_build(&workspace().join("examples/site.toml"), "lb", &out);
-        assert!(
-            o.status.success(),
-            "cairn build --role lb failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        eprintln!("built the lb image in {:.1} s", t.elapsed().as_secs_f64());
-        out
-    })
+    IMAGE.get_or_init(|| build_example("lb"))
 }
 
 /// QEMU's user-mode network moved onto a site subnet, so a box keeps its

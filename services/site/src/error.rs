@@ -1,4 +1,5 @@
-//! Errors that name the file, the field and the reason.
+//! Errors that name the file, the field and the reason, and the helpers every cairn config
+//! reader uses to produce them (collect all problems, TOML with field paths).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -41,21 +42,25 @@ impl fmt::Display for FileErrors {
     }
 }
 
-/// Collects errors for one file.
-pub(crate) struct Collector {
+/// Collects errors for one file, so validation reports every problem at once. Shared by
+/// every cairn config reader (site, profile, cairn-vipd's config).
+pub struct Collector {
     file: PathBuf,
-    pub(crate) errors: Vec<FileError>,
+    /// What was found so far.
+    pub errors: Vec<FileError>,
 }
 
 impl Collector {
-    pub(crate) fn new(file: &Path) -> Self {
+    /// A collector for errors in `file`.
+    pub fn new(file: &Path) -> Self {
         Self {
             file: file.to_owned(),
             errors: Vec::new(),
         }
     }
 
-    pub(crate) fn add(&mut self, field: impl Into<String>, reason: impl Into<String>) {
+    /// Records a problem with `field` (empty: the whole file).
+    pub fn add(&mut self, field: impl Into<String>, reason: impl Into<String>) {
         let field = field.into();
         self.errors.push(FileError {
             file: self.file.clone(),
@@ -64,7 +69,8 @@ impl Collector {
         });
     }
 
-    pub(crate) fn finish<T>(self, value: T) -> Result<T, FileErrors> {
+    /// `value` when nothing was found, else every error.
+    pub fn finish<T>(self, value: T) -> Result<T, FileErrors> {
         if self.errors.is_empty() {
             Ok(value)
         } else {
@@ -74,10 +80,7 @@ impl Collector {
 }
 
 /// Deserializes TOML text with field paths in errors.
-pub(crate) fn from_toml<T: serde::de::DeserializeOwned>(
-    text: &str,
-    file: &Path,
-) -> Result<T, FileErrors> {
+pub fn from_toml<T: serde::de::DeserializeOwned>(text: &str, file: &Path) -> Result<T, FileErrors> {
     let value: toml::Value = toml::from_str(text).map_err(|e| {
         let line = e
             .span()
@@ -95,11 +98,12 @@ pub(crate) fn from_toml<T: serde::de::DeserializeOwned>(
 }
 
 /// Reads a file, naming it in the error.
-pub(crate) fn read(file: &Path) -> Result<String, FileErrors> {
+pub fn read(file: &Path) -> Result<String, FileErrors> {
     std::fs::read_to_string(file).map_err(|e| single(file, "", format!("cannot read: {e}")))
 }
 
-pub(crate) fn single(file: &Path, field: &str, reason: impl Into<String>) -> FileErrors {
+/// One error about `field` of `file` (empty field: the whole file).
+pub fn single(file: &Path, field: &str, reason: impl Into<String>) -> FileErrors {
     let mut c = Collector::new(file);
     c.add(field, reason);
     FileErrors(c.errors)

@@ -5,7 +5,7 @@
 //! each box can find its own entry at boot. The builder and cairn-init both
 //! read it through this crate, so the two never disagree about its meaning.
 
-mod error;
+pub mod error;
 mod net;
 mod profile;
 mod site;

@@ -7,87 +7,23 @@
 //! [`ConfigFile`] and goes through the same validation.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use cairn_netlink::IpNet;
+use cairn_site::error::{Collector, from_toml, read};
 use serde::{Deserialize, Serialize};
 
 /// Longest instance or track name.
 pub const MAX_NAME_LEN: usize = 32;
 
-/// One problem in a config file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// The file (or `site.toml` for a site-derived config).
-    pub file: PathBuf,
-    /// Field path such as `instance[1].vrid`; `None` for whole-file problems (syntax).
-    pub field: Option<String>,
-    /// What is wrong.
-    pub reason: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if let Some(field) = &self.field {
-            write!(f, ": field `{field}`")?;
-        }
-        write!(f, ": {}", self.reason)
-    }
-}
+/// One problem in a config file (file, field path such as `instance[1].vrid`, reason): the
+/// same error type as the site file's.
+pub type ConfigError = cairn_site::FileError;
 
 /// Every problem found in a config file (never empty).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let [one] = self.0.as_slice() {
-            return write!(f, "{one}");
-        }
-        write!(f, "{} errors:", self.0.len())?;
-        for e in &self.0 {
-            write!(f, "\n  {e}")?;
-        }
-        Ok(())
-    }
-}
-
-impl ConfigErrors {
-    /// One error about `field` (empty: the whole file).
-    pub fn single(file: &Path, field: &str, reason: impl Into<String>) -> Self {
-        let mut c = Collector::new(file);
-        c.add(field, reason);
-        ConfigErrors(c.errors)
-    }
-}
-
-/// Collects errors for one file.
-struct Collector {
-    file: PathBuf,
-    errors: Vec<ConfigError>,
-}
-
-impl Collector {
-    fn new(file: &Path) -> Self {
-        Self {
-            file: file.to_owned(),
-            errors: Vec::new(),
-        }
-    }
-
-    fn add(&mut self, field: impl Into<String>, reason: impl Into<String>) {
-        let field = field.into();
-        self.errors.push(ConfigError {
-            file: self.file.clone(),
-            field: (!field.is_empty()).then_some(field),
-            reason: reason.into(),
-        });
-    }
-}
+pub type ConfigErrors = cairn_site::FileErrors;
 
 /// The config file as written: `[[instance]]` tables.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -303,8 +239,7 @@ pub enum Probe {
 
 /// Reads, parses and validates a config file.
 pub fn load_config(path: &Path) -> Result<(ConfigFile, Config), ConfigErrors> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigErrors::single(path, "", format!("cannot read: {e}")))?;
+    let text = read(path)?;
     parse_config(&text, path)
 }
 
@@ -314,24 +249,6 @@ pub fn parse_config(text: &str, file: &Path) -> Result<(ConfigFile, Config), Con
     let raw: ConfigFile = from_toml(text, file)?;
     let config = raw.validate(file)?;
     Ok((raw, config))
-}
-
-/// Deserializes TOML with the field path in errors.
-fn from_toml<T: serde::de::DeserializeOwned>(text: &str, file: &Path) -> Result<T, ConfigErrors> {
-    let value: toml::Value = toml::from_str(text).map_err(|e| {
-        let line = e
-            .span()
-            .and_then(|s| text.get(..s.start))
-            .map(|t| format!(" (line {})", t.lines().count().max(1)))
-            .unwrap_or_default();
-        ConfigErrors::single(file, "", format!("{}{line}", e.message()))
-    })?;
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let msg = e.into_inner().to_string();
-        let msg = msg.lines().next().unwrap_or_default().to_owned();
-        ConfigErrors::single(file, if path == "." { "" } else { &path }, msg)
-    })
 }
 
 fn valid_name(name: &str) -> bool {
@@ -398,11 +315,7 @@ impl ConfigFile {
                 instances.push(inst);
             }
         }
-        if c.errors.is_empty() {
-            Ok(Config { instances })
-        } else {
-            Err(ConfigErrors(c.errors))
-        }
+        c.finish(Config { instances })
     }
 }
 
