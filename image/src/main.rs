@@ -7,10 +7,13 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod build;
+mod keygen;
 mod lab;
 mod progress;
+mod publish;
 mod role;
 mod run;
+mod signing;
 
 /// cairn image builder.
 #[derive(Debug, Parser)]
@@ -42,8 +45,39 @@ enum Command {
         /// Print progress and the result as JSON lines on stdout.
         #[arg(long)]
         json: bool,
+        /// Image version, instead of the site file's `[image] version` (the
+        /// site file in the image and the output says this version too).
+        #[arg(long)]
+        version: Option<String>,
+        /// The update signing key (PKCS#8 PEM from `cairn keygen`), instead
+        /// of the site's `update.signing_key`.
+        #[arg(long)]
+        update_key: Option<PathBuf>,
         #[command(flatten)]
         dirs: build::Dirs,
+    },
+    /// Make a new update signing key: DIR/update-key.pem and the site's public_key line.
+    Keygen {
+        /// Directory for update-key.pem (mode 0600).
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace an existing update-key.pem.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Put a build's signed update bundle into a repository and re-sign its index.
+    Publish {
+        /// The repository directory (any static HTTP server serves it).
+        #[arg(long)]
+        repo: PathBuf,
+        /// A `cairn build` output directory.
+        build: PathBuf,
+        /// The update signing key (default: the site's `update.signing_key` when absolute).
+        #[arg(long)]
+        update_key: Option<PathBuf>,
+        /// Days the new index stays valid for the boxes.
+        #[arg(long, default_value_t = 30)]
+        expires_days: u64,
     },
     /// Boot a build in QEMU and print its serial console.
     Run {
@@ -74,6 +108,8 @@ fn main() -> ExitCode {
             out,
             quiet,
             json,
+            version,
+            update_key,
             dirs,
         } => {
             let style = if json {
@@ -90,10 +126,44 @@ fn main() -> ExitCode {
                     role,
                     out,
                     dirs,
+                    version,
+                    update_key,
                 },
                 style,
             )
         }
+        Command::Keygen { out, force } => keygen::run(&out, force).map(|(path, line)| {
+            eprintln!(
+                "wrote {} (keep it secret); put this in the site's [update] section:",
+                path.display()
+            );
+            println!("{line}");
+        }),
+        Command::Publish {
+            repo,
+            build,
+            update_key,
+            expires_days,
+        } => publish::run(&publish::Request {
+            repo: repo.clone(),
+            build,
+            update_key,
+            expires_days,
+        })
+        .map(|p| {
+            let what = if p.already_listed {
+                "already published; index re-signed"
+            } else {
+                "published"
+            };
+            println!(
+                "{what}: {}{} (index serial {}, expires {} = published + {expires_days} days)",
+                repo.display().to_string().trim_end_matches('/').to_owned() + "/",
+                p.path,
+                p.index.serial,
+                p.index.expires,
+            );
+        }),
         Command::Run {
             dir,
             pxe,

@@ -33,6 +33,10 @@ pub const DEFAULT_ROOT_WAIT: Duration = Duration::from_secs(10);
 pub const MAX_ROOT_WAIT_SECS: u64 = 600;
 /// The GPT partition name of the data partition the builder writes.
 pub const DATA_LABEL: &str = "data";
+/// `cairn.root=ab`: the root is whichever A/B slot holds the image.
+pub const ROOT_AB: &str = "ab";
+/// The GPT partition names of the two root slots, in the order they are tried.
+pub const SLOT_LABELS: [(Slot, &str); 2] = [(Slot::A, "root-a"), (Slot::B, "root-b")];
 
 /// A block device named on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +66,9 @@ pub enum RootSource {
     Device(DeviceSpec),
     /// `file:/path`: a file inside the initramfs, attached to a loop device (PXE).
     File(PathBuf),
+    /// `ab`: the partition labelled `root-a` or `root-b` whose verity tree
+    /// matches the root hash (A/B disk boots; docs/update.md).
+    AbSlots,
 }
 
 impl fmt::Display for RootSource {
@@ -69,6 +76,7 @@ impl fmt::Display for RootSource {
         match self {
             RootSource::Device(d) => d.fmt(f),
             RootSource::File(p) => write!(f, "file:{}", p.display()),
+            RootSource::AbSlots => f.write_str(ROOT_AB),
         }
     }
 }
@@ -177,7 +185,8 @@ pub struct BootParams {
     pub verity: Option<Verity>,
     /// `cairn.verity.scan=full|lazy`, default full.
     pub verity_scan: VerityScan,
-    /// `cairn.slot=a|b`.
+    /// `cairn.slot=a|b`: the slot of a `cairn.root=` naming one partition
+    /// (UKIs from before `cairn.root=ab`).
     pub slot: Option<Slot>,
     /// `cairn.data=`, default `PARTLABEL=data`.
     pub data: DataSource,
@@ -216,6 +225,13 @@ impl BootParams {
             .verity
             .as_ref()
             .ok_or(CmdlineError::Missing { param: VERITY })?;
+        if *root == RootSource::AbSlots && *verity == Verity::Disabled {
+            return Err(invalid(
+                ROOT,
+                ROOT_AB,
+                "needs cairn.verity=<root hash>:...: the root hash picks the slot",
+            ));
+        }
         Ok((root, verity))
     }
 }
@@ -384,7 +400,19 @@ pub fn parse_device(param: &'static str, value: &str) -> Result<DeviceSpec, Cmdl
     ))
 }
 
+/// Whether `cairn.debug` is set on `text`, even when the rest of the
+/// command line does not parse (the early stage's failure path needs to know).
+pub fn debug_requested(text: &str) -> bool {
+    words(text)
+        .into_iter()
+        .filter(|(k, _)| k == DEBUG)
+        .any(|(_, v)| parse_flag(DEBUG, v.as_deref()).unwrap_or(false))
+}
+
 fn parse_root(value: &str) -> Result<RootSource, CmdlineError> {
+    if value == ROOT_AB {
+        return Ok(RootSource::AbSlots);
+    }
     if let Some(path) = value.strip_prefix("file:") {
         if !path.starts_with('/') || path.split('/').any(|c| c == "..") {
             return Err(invalid(
@@ -717,6 +745,36 @@ mod tests {
             p.root,
             Some(RootSource::Device(DeviceSpec::PartLabel("root-a".into())))
         );
+    }
+
+    #[test]
+    fn root_ab_names_both_slots() {
+        let line = format!("cairn.root=ab cairn.verity={HASH}:-:100:409600");
+        let p = parse(&line).unwrap();
+        assert_eq!(p.root, Some(RootSource::AbSlots));
+        assert_eq!(p.slot, None);
+        assert_eq!(RootSource::AbSlots.to_string(), "ab");
+        assert_eq!(SLOT_LABELS[0], (Slot::A, "root-a"));
+        assert_eq!(SLOT_LABELS[1], (Slot::B, "root-b"));
+        // Old UKIs name a partition and the slot.
+        let p = parse("cairn.root=PARTLABEL=root-b cairn.slot=b").unwrap();
+        assert_eq!(p.slot, Some(Slot::B));
+        let (param, _) = reason_of("cairn.root=abc");
+        assert_eq!(param, ROOT);
+        let p = parse("cairn.root=ab cairn.verity=none").unwrap();
+        assert_eq!(
+            p.require_root().unwrap_err().to_string(),
+            "cairn.root=ab: needs cairn.verity=<root hash>:...: the root hash picks the slot"
+        );
+    }
+
+    #[test]
+    fn debug_is_found_on_a_broken_line() {
+        assert!(debug_requested("cairn.verity=zz cairn.debug"));
+        assert!(debug_requested("cairn.debug=1 cairn.slot=q"));
+        assert!(!debug_requested("cairn.debug=0 cairn.slot=q"));
+        assert!(!debug_requested("cairn.debug=maybe"));
+        assert!(!debug_requested("quiet -- cairn.debug"));
     }
 
     #[test]

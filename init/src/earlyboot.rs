@@ -3,8 +3,12 @@
 //! machine mode). Loads the modules, finds the root (a partition, or a file
 //! in the initramfs on a loop device for PXE), sets up dm-verity, checks the
 //! whole image, mounts it, moves the API filesystems over, frees the
-//! initramfs and execs. Any failure is printed on the console, naming the
-//! step, and the box stays up without ever running an unverified root.
+//! initramfs and execs. With `cairn.root=ab` it first finds which A/B slot
+//! holds the image ([`crate::abroot`]) and records it in
+//! `/run/cairn/boot-slot`. Any failure is printed on the console, naming the
+//! step, and the box reboots after [`REBOOT_AFTER`] (so a boot-counted UKI
+//! counts down and systemd-boot falls back to the previous version) or, with
+//! `cairn.debug`, stays halted; it never runs an unverified root.
 //! See docs/boot.md.
 
 use std::fmt;
@@ -17,7 +21,7 @@ use nix::mount::{MsFlags, mount};
 use crate::blockdev::{self, Roots};
 use crate::cmdline::{self, BootParams, RootSource, Verity, VerityParams, VerityScan};
 use crate::switch_root::{self, CARRIED_MOUNTS, INIT, NEWROOT};
-use crate::{dm, kmod, loopdev, mounts};
+use crate::{abroot, dm, kmod, loopdev, mounts};
 
 /// The builder puts this file in the initramfs (and never in the root
 /// image): with it, cairn-init running as PID 1 on a RAM root is the early stage.
@@ -32,6 +36,8 @@ pub const DM_NAME: &str = "root";
 pub const ROOT_FSTYPE: &str = "erofs";
 /// How often a halted box repeats why it halted, for late console watchers.
 pub const REPEAT: Duration = Duration::from_secs(300);
+/// How long a failed early boot shows its reason before rebooting.
+pub const REBOOT_AFTER: Duration = Duration::from_secs(10);
 
 /// Whether a process with `/` of filesystem type `root_fs_magic` and the
 /// marker file present is the early stage.
@@ -151,8 +157,8 @@ pub fn mount_early() {
     crate::boot::attach_console();
 }
 
-/// The early stage. Never returns: it execs the real init or halts with the
-/// reason on the console.
+/// The early stage. Never returns: it execs the real init, or shows the
+/// reason on the console and reboots (halts with `cairn.debug`).
 pub fn run() -> ! {
     mount_early();
     let outcome = std::panic::catch_unwind(stage);
@@ -160,14 +166,47 @@ pub fn run() -> ! {
         Ok(f) => f,
         Err(_) => Failure::new(Step::Internal, "panic in the early boot stage"),
     };
-    halt(&failure)
+    let text = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    give_up(&failure, after_failure(cmdline::debug_requested(&text)))
 }
 
-/// Prints `failure` (and the kernel's related messages) and stays up forever.
-pub fn halt(failure: &Failure) -> ! {
+/// What a failed early boot does once it has said why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterFailure {
+    /// Reboot after this long: on a boot-counted entry each failed boot costs
+    /// a try, so systemd-boot falls back to the previous version.
+    Reboot(Duration),
+    /// Stay halted forever, repeating the reason (`cairn.debug`, for diagnosis).
+    Halt,
+}
+
+/// Reboot after [`REBOOT_AFTER`] unless `cairn.debug` asks to stay for diagnosis.
+pub fn after_failure(debug: bool) -> AfterFailure {
+    if debug {
+        AfterFailure::Halt
+    } else {
+        AfterFailure::Reboot(REBOOT_AFTER)
+    }
+}
+
+/// Prints `failure` (and the kernel's related messages), then reboots or
+/// stays halted forever as `then` says, repeating the reason.
+pub fn give_up(failure: &Failure, then: AfterFailure) -> ! {
     line(failure);
     for msg in kernel_lines(&["device-mapper", "verity", "erofs", "loop: ", "EXT4"], 8) {
         say(format_args!("  kernel: {msg}"));
+    }
+    if let AfterFailure::Reboot(after) = then {
+        say(format_args!(
+            "rebooting in {} s (boot with cairn.debug to stay halted here)",
+            after.as_secs()
+        ));
+        std::thread::sleep(after);
+        line(failure);
+        say("rebooting now");
+        nix::unistd::sync();
+        let Err(e) = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
+        say(format_args!("reboot failed: {e}"));
     }
     say("the box stays halted here; fix the image or the command line and reboot");
     loop {
@@ -220,6 +259,11 @@ fn stage() -> Failure {
     let t = Instant::now();
     // Held until the root is mounted; autoclear then leaves it to dm/mount.
     let mut loop_handle = None;
+    // The slot this boot runs from: found below for `ab`, else as told (old UKIs).
+    let mut slot = match root {
+        RootSource::Device(_) => params.slot,
+        _ => None,
+    };
     let device = match &root {
         RootSource::File(path) => {
             match loopdev::attach(&roots, path, loopdev::Options::default()) {
@@ -234,6 +278,20 @@ fn stage() -> Failure {
         RootSource::Device(spec) => {
             match blockdev::wait_for(&roots, spec, None, params.root_wait, blockdev::POLL) {
                 Ok((_, node)) => node,
+                Err(e) => return Failure::new(Step::RootDevice, e),
+            }
+        }
+        RootSource::AbSlots => {
+            let Verity::Params(v) = &verity else {
+                // require_root refuses this combination; never reached.
+                return Failure::new(Step::Cmdline, "cairn.root=ab needs cairn.verity=");
+            };
+            match abroot::find(&roots, v, params.root_wait, blockdev::POLL) {
+                Ok(found) => {
+                    say(format_args!("slot {} holds the image", found.slot.as_str()));
+                    slot = Some(found.slot);
+                    found.node
+                }
                 Err(e) => return Failure::new(Step::RootDevice, e),
             }
         }
@@ -277,7 +335,37 @@ fn stage() -> Failure {
     if let Err(e) = switch_root::check_init(newroot, Path::new(INIT)) {
         return Failure::new(Step::Switch, e);
     }
+    if let Some(slot) = slot {
+        if let Err(e) = record_slot(slot) {
+            say(format_args!(
+                "cannot write {}: {e} (updates will refuse to run)",
+                abroot::BOOT_SLOT_FILE
+            ));
+        }
+    }
     switch(newroot, &params, started)
+}
+
+/// Mounts /run as machine mode would (it is carried into the real root) and
+/// writes the booted slot to [`abroot::BOOT_SLOT_FILE`] in it.
+fn record_slot(slot: cmdline::Slot) -> std::io::Result<()> {
+    let run = Path::new("/run");
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    if !mounts::mount_points(&mountinfo).iter().any(|p| p == run) {
+        let spec = mounts::boot_mounts()
+            .into_iter()
+            .find(|m| Path::new(m.target) == run)
+            .ok_or_else(|| std::io::Error::other("no /run in the boot mounts"))?;
+        std::fs::create_dir_all(run)?;
+        mount(
+            Some(spec.source),
+            run,
+            Some(spec.fstype),
+            spec.flags,
+            Some(spec.data),
+        )?;
+    }
+    abroot::write_boot_slot(Path::new(abroot::BOOT_SLOT_FILE), slot)
 }
 
 /// Creates the verity device and, with `cairn.verity.scan=full`, reads it
@@ -462,6 +550,13 @@ mod tests {
             c.to_string(),
             "cairn-init: kernel command line: cairn.root is missing"
         );
+    }
+
+    #[test]
+    fn failures_reboot_unless_debugging() {
+        assert_eq!(after_failure(false), AfterFailure::Reboot(REBOOT_AFTER));
+        assert_eq!(REBOOT_AFTER, Duration::from_secs(10));
+        assert_eq!(after_failure(true), AfterFailure::Halt);
     }
 
     #[test]

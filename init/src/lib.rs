@@ -7,8 +7,11 @@
 //! binary runs as PID 1 of a PID namespace in supervise-only mode for tests
 //! and containers.
 
+pub mod abroot;
+pub mod bless;
 pub mod blockdev;
 pub mod boot;
+pub mod boothistory;
 pub mod cgroup;
 pub mod cmdline;
 pub mod config;
@@ -16,6 +19,7 @@ pub mod datapart;
 pub mod devctl;
 pub mod dm;
 pub mod earlyboot;
+pub mod esp;
 pub mod identity;
 pub mod kmod;
 pub mod logring;

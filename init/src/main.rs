@@ -4,19 +4,22 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
 use cairn_control::DEFAULT_CONTROL_SOCKET;
-use cairn_init::runtime::{self, Runtime, Settings};
-use cairn_init::{boot, config, identity, network, power};
-use tracing::{error, info};
+use cairn_init::bless::{self, Timing};
+use cairn_init::runtime::{self, BlessSetup, Runtime, Settings};
+use cairn_init::{abroot, blockdev, boot, cmdline, config, esp, identity, network, power};
+use tracing::{error, info, warn};
 
 const DEFAULT_SERVICES: &str = "/etc/cairn/services.toml";
 const USAGE: &str = "\
 usage: cairn-init [--services FILE] [--control SOCKET] [--notify-socket PATH]
                   [--watchdog DEVICE] [--ready-line TEXT] [--check] [--version]
+                  [--esp DIR --running-version V [--bless-after S] [--boot-deadline S]]
 
 As the machine's PID 1 (no --services): mounts the API filesystems and
 supervises /etc/cairn/services.toml. With --services: supervise-only mode,
 for PID namespaces and containers. --check validates the services file and
-exits.";
+exits. --esp (supervise-only, for tests) blesses a boot-counted entry of
+version V found in DIR/EFI/Linux as machine mode does with /efi.";
 
 #[derive(Debug, Default)]
 struct Args {
@@ -26,6 +29,10 @@ struct Args {
     watchdog: Option<PathBuf>,
     ready_line: Option<String>,
     check: bool,
+    esp: Option<PathBuf>,
+    running_version: Option<String>,
+    bless_after_s: Option<u64>,
+    boot_deadline_s: Option<u64>,
 }
 
 /// Parses arguments. As a machine's PID 1 the kernel may pass words of its
@@ -41,6 +48,10 @@ fn parse_args(argv: &[String], lenient: bool) -> Result<Option<Args>, String> {
             "--notify-socket" => a.notify = Some(value("--notify-socket")?.into()),
             "--watchdog" => a.watchdog = Some(value("--watchdog")?.into()),
             "--ready-line" => a.ready_line = Some(value("--ready-line")?),
+            "--esp" => a.esp = Some(value("--esp")?.into()),
+            "--running-version" => a.running_version = Some(value("--running-version")?),
+            "--bless-after" => a.bless_after_s = Some(seconds("--bless-after", value)?),
+            "--boot-deadline" => a.boot_deadline_s = Some(seconds("--boot-deadline", value)?),
             "--check" => a.check = true,
             "--version" => {
                 println!("cairn-init {}", env!("CARGO_PKG_VERSION"));
@@ -57,6 +68,38 @@ fn parse_args(argv: &[String], lenient: bool) -> Result<Option<Args>, String> {
         }
     }
     Ok(Some(a))
+}
+
+fn seconds(
+    name: &str,
+    mut value: impl FnMut(&str) -> Result<String, String>,
+) -> Result<u64, String> {
+    let v = value(name)?;
+    v.parse()
+        .map_err(|_| format!("{name} {v:?}: expected whole seconds"))
+}
+
+impl Args {
+    /// Blessing in supervise-only mode, from --esp and its companions.
+    fn bless_setup(&self) -> Result<Option<BlessSetup>, String> {
+        let Some(esp) = &self.esp else {
+            return Ok(None);
+        };
+        let version = self
+            .running_version
+            .clone()
+            .ok_or("--esp needs --running-version")?;
+        Ok(Some(BlessSetup {
+            esp: esp.clone(),
+            version,
+            timing: Timing::from_secs(
+                self.bless_after_s.unwrap_or(bless::DEFAULT_BLESS_AFTER_S),
+                self.boot_deadline_s
+                    .unwrap_or(bless::DEFAULT_BOOT_DEADLINE_S),
+            ),
+            fatal: None,
+        }))
+    }
 }
 
 fn init_logging() {
@@ -130,6 +173,7 @@ fn settings(args: &Args, watchdog: Option<PathBuf>) -> Settings {
         notify_socket: notify,
         watchdog,
         ready_line: args.ready_line.clone(),
+        bless: None,
     }
 }
 
@@ -174,12 +218,17 @@ fn supervise_only(args: Args) {
             error!(error = %e, "cannot become a child subreaper");
         }
     }
+    let bless = match args.bless_setup() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("cairn-init: {e}");
+            std::process::exit(2);
+        }
+    };
     info!(services = file.services.len(), file = %path.display(), pid = std::process::id(), "cairn-init supervising");
-    let rt = match Runtime::new(
-        file.services,
-        settings(&args, args.watchdog.clone()),
-        signals,
-    ) {
+    let mut settings = settings(&args, args.watchdog.clone());
+    settings.bless = bless;
+    let rt = match Runtime::new(file.services, settings, signals) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cairn-init: {e}");
@@ -205,18 +254,24 @@ fn machine(args: Args) {
     );
     // --- data partition (docs/boot.md): /var from cairn.data=, tmpfs on any error.
     cairn_init::datapart::setup_machine();
+    let esp_mounted = mount_esp_on_disk_boots();
     boot::configure_system();
     let identity = identify_and_configure();
     let path = args
         .services
         .clone()
         .unwrap_or_else(|| DEFAULT_SERVICES.into());
+    let mut fatal = identity
+        .as_ref()
+        .err()
+        .map(|e| format!("this box could not identify itself: {e}"));
     let services = match (&identity, config::load(&path, Path::new("/"))) {
-        (None, _) => Vec::new(),
-        (Some((image, node)), Ok(f)) => with_identity_env(f.services, image, node),
-        (Some(_), Err(e)) => {
+        (Err(_), _) => Vec::new(),
+        (Ok((image, _, node)), Ok(f)) => with_identity_env(f.services, image, node),
+        (Ok(_), Err(e)) => {
             error!("{e}");
             error!("no services started; the control API stays up for diagnosis");
+            fatal = Some(format!("no services: {e}"));
             Vec::new()
         }
     };
@@ -225,11 +280,15 @@ fn machine(args: Args) {
         dev.exists().then_some(dev)
     });
     let mut settings = settings(&args, watchdog);
-    if let Some((image, node)) = &identity {
+    if let Ok((image, _, node)) = &identity {
+        record_boot(image, node);
         settings.ready_line = Some(format!(
             "CAIRN-READY role={} node={node} version={} t_ms={{t_ms}}",
             image.role, image.version
         ));
+    }
+    if esp_mounted {
+        settings.bless = machine_bless_setup(identity.as_ref().ok(), fatal);
     }
     let rt = loop {
         let signals = match runtime::signal_fd() {
@@ -251,6 +310,27 @@ fn machine(args: Args) {
     };
     let (action, watchdog) = run_forever(rt);
     power::finish_machine(action, watchdog);
+}
+
+/// Appends this boot to the history on the data partition (docs/init.md).
+fn record_boot(image: &identity::ImageInfo, node: &str) {
+    let slot = abroot::read_boot_slot(Path::new(abroot::BOOT_SLOT_FILE));
+    let time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let boot = cairn_init::boothistory::Boot {
+        version: &image.version,
+        slot: slot.map_or("-", |s| s.as_str()),
+        node,
+        role: image.role.as_str(),
+        time,
+    };
+    match cairn_init::boothistory::record(Path::new(cairn_init::boothistory::FILE), &boot) {
+        Ok(n) => {
+            info!(boot = n, version = %image.version, slot = boot.slot, "boot recorded in {}", cairn_init::boothistory::FILE)
+        }
+        Err(e) => warn!(error = %e, "cannot record the boot in {}", cairn_init::boothistory::FILE),
+    }
 }
 
 /// Tells every service who the box is (`CAIRN_NODE`, `CAIRN_ROLE`, `CAIRN_VERSION`), so
@@ -275,11 +355,71 @@ fn with_identity_env(
     services
 }
 
+/// On a disk boot (`cairn.root=` names a partition or `ab`, or the early
+/// stage recorded a slot) mounts the ESP on /efi. Failures are logged, never
+/// fatal: the box runs on, it just cannot install updates or bless a boot.
+fn mount_esp_on_disk_boots() -> bool {
+    let text = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let root = cmdline::parse(&text).ok().and_then(|p| p.root);
+    let slot = abroot::read_boot_slot(Path::new(abroot::BOOT_SLOT_FILE));
+    let disk = slot.is_some()
+        || matches!(
+            root,
+            Some(cmdline::RootSource::Device(_) | cmdline::RootSource::AbSlots)
+        );
+    if !disk {
+        return false;
+    }
+    match esp::mount_esp(&blockdev::Roots::system(), Path::new(esp::MOUNT_POINT)) {
+        Ok(dev) => {
+            info!(device = %dev.display(), target = esp::MOUNT_POINT, slot = slot.map_or("-", |s| s.as_str()), "ESP mounted");
+            true
+        }
+        Err(e) => {
+            error!("ESP not mounted: {e}; updates and blessing are off for this boot");
+            false
+        }
+    }
+}
+
+/// Blessing on a machine: the ESP on /efi, the version from image.toml
+/// (or the site), the times from the site's `[update]` section.
+fn machine_bless_setup(
+    identity: Option<&(identity::ImageInfo, cairn_site::Site, String)>,
+    fatal: Option<String>,
+) -> Option<BlessSetup> {
+    let (version, update) = match identity {
+        Some((image, site, _)) => (image.version.clone(), site.update.clone()),
+        None => {
+            let image = identity::load_image_info(Path::new(identity::IMAGE_FILE)).ok();
+            let site = identity::load_site(Path::new(identity::SITE_FILE)).ok();
+            let version = image
+                .map(|i| i.version)
+                .or_else(|| site.as_ref().map(|s| s.image.version.clone()));
+            let Some(version) = version else {
+                error!("no image version known: cannot tell whether this boot is counted");
+                return None;
+            };
+            (version, site.and_then(|s| s.update))
+        }
+    };
+    let timing = update.map_or_else(Timing::default, |u| {
+        Timing::from_secs(u.bless_after_s, u.boot_deadline_s)
+    });
+    Some(BlessSetup {
+        esp: esp::MOUNT_POINT.into(),
+        version,
+        timing,
+        fatal,
+    })
+}
+
 /// Finds this box's node in the site file (by MAC, or `cairn.node=`), sets
 /// the hostname and configures the network. When the box cannot find
-/// itself it says so on the console and returns None: it then runs no role
-/// services but stays up, with its control API, for diagnosis.
-fn identify_and_configure() -> Option<(identity::ImageInfo, String)> {
+/// itself it says so on the console and returns the reason: it then runs no
+/// role services but stays up, with its control API, for diagnosis.
+fn identify_and_configure()
+-> Result<(identity::ImageInfo, cairn_site::Site, String), identity::IdentityError> {
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let override_name = cairn_init::cmdline::words(&cmdline)
         .into_iter()
@@ -314,7 +454,7 @@ fn identify_and_configure() -> Option<(identity::ImageInfo, String)> {
             runtime::console_line(&format!(
                 "cairn-init: this box could not identify itself: {e}; no role services will start"
             ));
-            return None;
+            return Err(e);
         }
     };
     match nix::unistd::sethostname(&node.name) {
@@ -333,7 +473,8 @@ fn identify_and_configure() -> Option<(identity::ImageInfo, String)> {
         ),
         Err(e) => error!("network: {e}"),
     }
-    Some((image, node.name))
+    let name = node.name.clone();
+    Ok((image, site, name))
 }
 
 #[cfg(test)]
@@ -357,6 +498,39 @@ mod tests {
         .unwrap();
         assert_eq!(a.services, Some(PathBuf::from("s.toml")));
         assert_eq!(a.control, Some(PathBuf::from("c.sock")));
+    }
+
+    #[test]
+    fn esp_flags_make_a_bless_setup() {
+        let a = parse_args(
+            &args(&[
+                "--services",
+                "s.toml",
+                "--esp",
+                "/tmp/esp",
+                "--running-version",
+                "0.2.0",
+                "--bless-after",
+                "2",
+            ]),
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        let b = a.bless_setup().unwrap().unwrap();
+        assert_eq!(b.esp, PathBuf::from("/tmp/esp"));
+        assert_eq!(b.version, "0.2.0");
+        assert_eq!(b.timing, Timing::from_secs(2, 300));
+        let a = parse_args(&args(&["--esp", "/e"]), false).unwrap().unwrap();
+        assert_eq!(
+            a.bless_setup().unwrap_err(),
+            "--esp needs --running-version"
+        );
+        assert!(parse_args(&args(&["--boot-deadline", "soon"]), false).is_err());
+        let a = parse_args(&args(&["--services", "s"]), false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.bless_setup().unwrap(), None);
     }
 
     #[test]

@@ -25,6 +25,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Pid, getpgid};
 use tracing::{error, info, warn};
 
+use crate::bless::{Blesser, Decision, Timing};
 use crate::cgroup::Cgroups;
 use crate::config::{Readiness, Service};
 use crate::logring::{LineSplitter, LogRing};
@@ -80,6 +81,29 @@ pub struct Settings {
     /// Line printed on the console when every service is ready; `{t_ms}` is
     /// replaced by milliseconds since boot (CLOCK_MONOTONIC).
     pub ready_line: Option<String>,
+    /// Blessing a boot-counted entry on the ESP, when this boot may be one.
+    pub bless: Option<BlessSetup>,
+}
+
+/// What blessing needs: where the ESP is, which version runs, the times.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlessSetup {
+    /// Where the ESP is mounted (`/efi`; a temp directory in tests).
+    pub esp: PathBuf,
+    /// The running image version (the booted entry is `cairn-<version>+…`).
+    pub version: String,
+    /// `bless_after_s` and `boot_deadline_s`.
+    pub timing: Timing,
+    /// Why the box cannot run its services, when it cannot: a counted boot
+    /// then reboots at once.
+    pub fatal: Option<String>,
+}
+
+/// The blessing of this boot, as the runtime drives it.
+struct Blessing {
+    machine: Blesser,
+    setup: BlessSetup,
+    healthy: bool,
 }
 
 enum Request {
@@ -172,6 +196,7 @@ pub struct Runtime {
     next_ping: Ms,
     finished: Option<PowerAction>,
     orphans_reaped: u64,
+    blessing: Option<Blessing>,
 }
 
 impl Runtime {
@@ -220,6 +245,7 @@ impl Runtime {
             }
         });
         let rings = services.iter().map(|s| LogRing::new(s.log_lines)).collect();
+        let blessing = settings.bless.clone().map(start_blessing);
         Ok(Self {
             sup: Supervisor::new(services),
             settings,
@@ -236,6 +262,7 @@ impl Runtime {
             next_ping: 0,
             finished: None,
             orphans_reaped: 0,
+            blessing,
         })
     }
 
@@ -276,6 +303,61 @@ impl Runtime {
                 self.execute(a, now);
             }
         }
+        self.drive_blessing(now);
+    }
+
+    /// Feeds the blessing machine the services' health and the clock, and
+    /// carries out what it decides.
+    fn drive_blessing(&mut self, now: Ms) {
+        let Some(b) = &mut self.blessing else { return };
+        let mut decisions = Vec::new();
+        if let Some(why) = b.setup.fatal.take() {
+            decisions.extend(b.machine.on_fatal(&why));
+        }
+        let healthy = self.sup.all_healthy();
+        if healthy != b.healthy {
+            b.healthy = healthy;
+            decisions.extend(b.machine.on_health(healthy, now));
+        }
+        decisions.extend(b.machine.tick(now));
+        for d in decisions {
+            self.decide(d, now);
+        }
+    }
+
+    fn decide(&mut self, decision: Decision, now: Ms) {
+        let Some(b) = &mut self.blessing else { return };
+        match decision {
+            Decision::Bless => {
+                let version = b.setup.version.clone();
+                match crate::esp::bless(&b.setup.esp, &version) {
+                    Ok((from, to)) => {
+                        info!(from = %from, to = %to, "boot blessed");
+                        console_line(&format!("bless: blessed {version}"));
+                        b.machine.blessing_done(true, now);
+                    }
+                    Err(e) => {
+                        error!(error = %e, "cannot bless this boot; trying again");
+                        console_line(&format!("bless: cannot bless {version}: {e}"));
+                        b.machine.blessing_done(false, now);
+                    }
+                }
+            }
+            Decision::Reboot(reason) => {
+                let not_ready = self.sup.not_ready();
+                let line = if not_ready.is_empty() {
+                    format!("bless: rebooting: {reason}")
+                } else {
+                    format!(
+                        "bless: rebooting: {reason}; not ready: {}",
+                        not_ready.join(", ")
+                    )
+                };
+                error!("{line}");
+                console_line(&line);
+                self.sup.shutdown(PowerAction::Reboot, now);
+            }
+        }
     }
 
     fn poll_timeout(&self, now: Ms) -> Ms {
@@ -286,6 +368,13 @@ impl Runtime {
         }
         if self.watchdog.is_some() {
             consider(self.next_ping);
+        }
+        if let Some(t) = self
+            .blessing
+            .as_ref()
+            .and_then(|b| b.machine.next_deadline())
+        {
+            consider(t);
         }
         next.map_or(60_000, |t| t.saturating_sub(now).min(60_000))
     }
@@ -317,6 +406,14 @@ impl Runtime {
                     info!("{name}: {text}");
                 }
                 self.rings[service].push(now, "init", text);
+            }
+            Action::GaveUp { service, reason } => {
+                if let Some(b) = &mut self.blessing {
+                    let name = self.sup.services()[service].name.clone();
+                    if let Some(d) = b.machine.on_gave_up(&name, &reason) {
+                        self.decide(d, now);
+                    }
+                }
             }
             Action::AllReady => {
                 let t_ms = monotonic_ms();
@@ -719,6 +816,34 @@ impl Runtime {
                 }
             }
         }
+    }
+}
+
+/// Looks on the ESP for this boot's counted entry and starts the machine.
+fn start_blessing(setup: BlessSetup) -> Blessing {
+    let counted = match crate::esp::booted_counted_entry(&setup.esp, &setup.version) {
+        Ok(Some(entry)) => {
+            info!(
+                entry = %entry.file_name(),
+                bless_after_ms = setup.timing.bless_after_ms,
+                deadline_ms = setup.timing.deadline_ms,
+                "boot-counted entry: blessing it once every service is ready long enough"
+            );
+            true
+        }
+        Ok(None) => {
+            info!(version = %setup.version, "not a boot-counted entry: nothing to bless");
+            false
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot tell whether this boot is counted; not blessing");
+            false
+        }
+    };
+    Blessing {
+        machine: Blesser::new(counted, setup.timing, 0),
+        setup,
+        healthy: false,
     }
 }
 

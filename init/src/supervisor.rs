@@ -88,6 +88,15 @@ pub enum Action {
     },
     /// Every wanted service is ready (or done), for the first time.
     AllReady,
+    /// A wanted service stopped trying on its own: its start limit was hit
+    /// (cool-down or for good) or it failed with `restart = "never"`. A
+    /// boot-counted system takes this as the new version failing.
+    GaveUp {
+        /// Service index.
+        service: usize,
+        /// Why, as noted in its log.
+        reason: String,
+    },
     /// Orderly shutdown finished: every service has stopped.
     ShutdownComplete(PowerAction),
 }
@@ -349,7 +358,15 @@ impl Supervisor {
         run.last_exit = Some(why.clone());
         if svc.restart == RestartPolicy::Never || self.shutdown.is_some() || !run.want_up {
             run.phase = Phase::Failed { retry_at: None };
-            self.note(i, true, format!("{why}; not restarting"));
+            let gave_up = self.shutdown.is_none() && run.want_up;
+            let text = format!("{why}; not restarting");
+            if gave_up {
+                self.actions.push(Action::GaveUp {
+                    service: i,
+                    reason: text.clone(),
+                });
+            }
+            self.note(i, true, text);
             return;
         }
         if now.saturating_sub(run.started_at) >= STABLE_RUN_MS.max(svc.restart_delay_max_ms) {
@@ -510,6 +527,21 @@ impl Supervisor {
         }
     }
 
+    /// Whether every wanted service is ready (or done) right now, and no
+    /// shutdown is under way: what blessing a boot waits for.
+    pub fn all_healthy(&self) -> bool {
+        self.shutdown.is_none()
+            && (0..self.runs.len()).all(|i| !self.runs[i].want_up || self.satisfied(i))
+    }
+
+    /// Names of the wanted services that are not ready (or done) now.
+    pub fn not_ready(&self) -> Vec<&str> {
+        (0..self.runs.len())
+            .filter(|&i| self.runs[i].want_up && !self.satisfied(i))
+            .map(|i| self.services[i].name.as_str())
+            .collect()
+    }
+
     /// Runs timers and scheduling; returns what the runtime must do now.
     pub fn step(&mut self, now: Ms) -> Vec<Action> {
         for i in 0..self.services.len() {
@@ -624,6 +656,10 @@ impl Supervisor {
             );
             run.last_exit = Some(msg.clone());
             run.restart_pending = false;
+            self.actions.push(Action::GaveUp {
+                service: i,
+                reason: msg.clone(),
+            });
             self.note(i, true, msg);
             return;
         }
@@ -821,9 +857,15 @@ mod tests {
             now = until;
         }
         assert_eq!(delays, vec![100, 200, 400, 800]);
-        // Fifth start within the interval: start limit.
-        assert_eq!(acts(&mut sup, now), vec![]);
+        // Fifth start within the interval: start limit; the service gave up.
+        assert!(!sup.all_healthy());
+        let gave_up = acts(&mut sup, now);
+        let [Action::GaveUp { service: 0, reason }] = &gave_up[..] else {
+            panic!("expected GaveUp, got {gave_up:?}")
+        };
+        assert!(reason.starts_with("start limit hit: 4 starts"), "{reason}");
         assert_eq!(sup.state(0), "failed");
+        assert_eq!(sup.not_ready(), vec!["crash"]);
         assert!(sup.status(now)[0].detail.contains("start limit hit"));
         assert_eq!(
             sup.status(now)[0].restarts,
@@ -873,6 +915,17 @@ mod tests {
         sup.on_exit(10, Exit::Code(0), 5);
         sup.on_exit(11, Exit::Code(0), 5);
         sup.on_exit(12, Exit::Code(2), 5);
+        // Only the failed never-restart service gave up; clean exits are done.
+        let gave_up: Vec<usize> = sup
+            .step(5)
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::GaveUp { service, .. } => Some(service),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(gave_up, vec![2]);
+        assert!(!sup.all_healthy());
         let st = sup.status(5);
         assert_eq!(st[0].state, "done");
         assert_eq!(st[1].state, "done");
@@ -903,6 +956,24 @@ mod tests {
         assert_eq!(acts(&mut sup, 105), vec![Action::Spawn(1)]);
         sup.on_spawned(1, 11, 105);
         assert_eq!(acts(&mut sup, 105), vec![Action::AllReady]);
+        assert!(sup.all_healthy(), "a done oneshot and a ready service");
+        assert!(sup.not_ready().is_empty());
+        // A crash makes the set unhealthy without giving up.
+        sup.on_exit(11, Exit::Code(1), 200);
+        assert!(!sup.all_healthy());
+        assert!(acts(&mut sup, 200).is_empty());
+        // A shutdown is never healthy, and stopping services is not giving up.
+        sup.on_spawned(1, 13, 300);
+        assert!(sup.all_healthy());
+        sup.shutdown(PowerAction::Reboot, 301);
+        assert!(!sup.all_healthy());
+        sup.on_exit(13, Exit::Code(1), 302);
+        assert!(
+            !sup.step(302)
+                .iter()
+                .any(|a| matches!(a, Action::GaveUp { .. })),
+            "no GaveUp while shutting down"
+        );
     }
 
     #[test]

@@ -10,11 +10,12 @@
 //! - [`BridgeCapture`]: gratuitous ARPs and VRRP adverts entering the bridge, per sender.
 //! - [`raw::send_ipv4`] with [`vrrp_wire::RawAdvert`]: malformed VRRP from a node.
 //! - [`vrrpd`]: keepalived or cairn-vipd on a node from one [`vrrpd::Instance`].
+//! - [`static_files`]: the lab's update repository over HTTP, optionally slowed down.
 //! - the binaries `cairn-lab-responder` and `cairn-lab-probe`, and [`probe`] to read the
 //!   probe's JSON lines back into outages and answers per node.
 //!
 //! Everything that touches the kernel needs root; the parsing and analysis modules
-//! (`ifaddr`, `timeline`, `frames`, `vrrp_wire`, `probe`, `http`) are plain functions.
+//! (`ifaddr`, `timeline`, `frames`, `vrrp_wire`, `probe`, `http`, `static_files`) are plain functions.
 
 mod addrwatch;
 mod capture;
@@ -28,6 +29,7 @@ pub mod netns;
 pub mod probe;
 pub mod process;
 pub mod raw;
+pub mod static_files;
 pub mod timeline;
 pub mod vrrp_wire;
 pub mod vrrpd;

@@ -6,6 +6,8 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub mod labcli;
+
 use cairn_qemu::{Boot, DiskBus, DiskWrites, Firmware, Nic, Vm, VmConfig};
 
 /// Time allowed for a boot to reach a console line (TCG is slow; KVM is not needed).

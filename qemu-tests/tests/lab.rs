@@ -5,79 +5,15 @@
 //! Needs root (network namespaces, taps) and QEMU; fails loudly without them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use qemu_tests::labcli::*;
 use qemu_tests::{BOOT_TIMEOUT, cairn_bin, scratch, workspace};
 
 /// The VM-booting tests run one at a time: two cores are shared with builds.
 static ONE_LAB_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-/// Time `lab up` may take, builds included (TCG, shared cores).
-const UP_TIMEOUT_S: u64 = 900;
-
-fn require_root() {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let uid = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(2))
-        .unwrap_or("");
-    assert_eq!(
-        uid, "0",
-        "the lab tests need root (network namespaces, bridges, taps); run them as root"
-    );
-}
-
-fn cairn(args: &[&str]) -> Output {
-    let o = Command::new(cairn_bin())
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run cairn: {e}"));
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    let lines: Vec<&str> = stdout.lines().collect();
-    let shown = if lines.len() > 30 {
-        format!("[{} lines]\n", lines.len())
-    } else {
-        stdout.to_string()
-    };
-    eprintln!(
-        "$ cairn {}\n{shown}{}(exit {})",
-        args.join(" "),
-        String::from_utf8_lossy(&o.stderr),
-        o.status
-    );
-    o
-}
-
-fn ok(o: &Output) -> String {
-    assert!(o.status.success(), "cairn failed: {}", text(o));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn failed_with(o: &Output, needle: &str) {
-    assert!(!o.status.success(), "expected a failure: {}", text(o));
-    let t = text(o);
-    assert!(t.contains(needle), "expected {needle:?} in: {t}");
-}
-
-/// `cairn lab ctl <node> --state <state> -- <args>`: cairnctl on the VM.
-fn ctl(state: &str, node: &str, args: &[&str]) -> Output {
-    let mut all = vec!["lab", "ctl", node, "--state", state, "--"];
-    all.extend_from_slice(args);
-    cairn(&all)
-}
 
 /// The node's services, from `cairnctl status --json` run on the box.
 fn box_services(state: &str, node: &str) -> serde_json::Value {
@@ -89,49 +25,6 @@ fn box_vrrp(state: &str, node: &str) -> serde_json::Value {
     let all: serde_json::Value =
         serde_json::from_str(&ok(&ctl(state, node, &["vip", "--json"]))).unwrap();
     all[0].clone()
-}
-
-/// Runs `cairn lab down` when dropped, so a failing test leaves nothing behind.
-struct Down(PathBuf);
-
-impl Drop for Down {
-    fn drop(&mut self) {
-        let _ = cairn(&["lab", "down", "--state", &self.0.to_string_lossy()]);
-    }
-}
-
-/// The keeper's status answer.
-fn status_json(state: &str) -> serde_json::Value {
-    let o = cairn(&["lab", "status", "--state", state, "--json"]);
-    serde_json::from_str(&ok(&o)).unwrap()
-}
-
-fn node<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    status["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["name"] == name)
-        .unwrap_or_else(|| panic!("no node {name} in {status}"))
-}
-
-/// Polls the status until `done` holds for it; panics after `timeout`.
-fn wait_status(
-    state: &str,
-    what: &str,
-    timeout: Duration,
-    done: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let t = Instant::now();
-    loop {
-        let s = status_json(state);
-        if done(&s) {
-            eprintln!("{what}: after {:.1} s", t.elapsed().as_secs_f64());
-            return s;
-        }
-        assert!(t.elapsed() < timeout, "{what}: not after {timeout:?}: {s}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }
 
 fn lab_namespaces(prefix: &str) -> Vec<String> {
@@ -166,13 +59,6 @@ fn client_resolves(state: &str, ip: &str) -> Option<String> {
     let words: Vec<&str> = out.split_whitespace().collect();
     let i = words.iter().position(|w| *w == "lladdr")?;
     words.get(i + 1).map(|s| s.to_string())
-}
-
-fn write_site(dir: &Path, text: &str) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    let p = dir.join("site.toml");
-    std::fs::write(&p, text).unwrap();
-    p
 }
 
 const BASE_SITE: &str = r#"
@@ -646,44 +532,6 @@ fn lab_refuses_bad_requests_precisely() {
     );
 }
 
-/// One probe attempt of cairn-lab-probe's JSON lines.
-struct Attempt {
-    t_ms: f64,
-    ok: bool,
-    body: String,
-    /// CLOCK_MONOTONIC at the attempt's start, ms (same clock as [`monotonic_ms`]).
-    mono_ms: f64,
-}
-
-/// CLOCK_MONOTONIC now, in ms: the probe's `mono_ms` time line.
-fn monotonic_ms() -> f64 {
-    cairn_labnet::probe::monotonic_ms()
-}
-
-fn read_probe(path: &Path) -> Vec<Attempt> {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            Attempt {
-                t_ms: v["t_ms"].as_f64().unwrap(),
-                ok: v["ok"].as_bool().unwrap(),
-                body: v["body"].as_str().unwrap_or("").trim().to_string(),
-                mono_ms: v["mono_ms"].as_f64().unwrap_or(f64::NAN),
-            }
-        })
-        .collect()
-}
-
-fn vip_holder(state: &str) -> Option<String> {
-    let table = ok(&cairn(&["lab", "status", "--state", state]));
-    let line = table.lines().find(|l| l.starts_with("VIP 192.0.2.100:"))?;
-    let rest = line.split("held by ").nth(1)?;
-    rest.split_whitespace().next().map(str::to_string)
-}
-
 #[test]
 fn lb_pair_serves_through_the_vip_fails_over_under_load_and_preempts() {
     require_root();
@@ -1107,66 +955,6 @@ fn lb_pair_serves_through_the_vip_fails_over_under_load_and_preempts() {
     );
 
     ok(&cairn(&["lab", "down", "--state", &state]));
-}
-
-/// cairn-lab-probe in the client namespace, one request every 10 ms until stopped.
-struct Probe {
-    child: std::process::Child,
-    out: PathBuf,
-}
-
-impl Probe {
-    fn start(probe_bin: &Path, client_ns: &str, out: &Path) -> Probe {
-        // `ip netns exec` execs the probe, so this child's pid is the probe's.
-        let child = Command::new("ip")
-            .args(["netns", "exec", client_ns])
-            .arg(probe_bin)
-            .args([
-                "--target",
-                "192.0.2.100:80",
-                "--every-ms",
-                "10",
-                "--timeout-ms",
-                "100",
-                "--duration-ms",
-                "0",
-                "--out",
-                &out.to_string_lossy(),
-            ])
-            .spawn()
-            .unwrap();
-        Probe {
-            child,
-            out: out.to_path_buf(),
-        }
-    }
-
-    /// SIGTERM, wait (bounded), and the attempts it recorded.
-    fn stop(mut self) -> Vec<Attempt> {
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &self.child.id().to_string()])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let t = Instant::now();
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(
-                t.elapsed() < Duration::from_secs(10),
-                "the probe ignores SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        read_probe(&self.out)
-    }
-}
-
-impl Drop for Probe {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Prints the failed requests of a run and asserts the last `tail_ms` all succeeded.

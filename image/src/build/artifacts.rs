@@ -12,11 +12,16 @@ use cairn_formats::{Guid, cpio, fat, gpt, uki};
 
 use super::manifest::{self, Cmdlines, Kernel, Manifest, Package, Sizes};
 use super::rootimg::{self, Verity};
-use super::{Dirs, Inputs, rootfs};
+use super::{Dirs, Inputs, bundle, rootfs};
 use crate::progress::Progress;
 
-/// Number of progress steps.
-pub const STEPS: usize = 9;
+/// Number of progress steps of every build.
+const STEPS: usize = 9;
+
+/// Number of progress steps of this build (one more with an update bundle).
+pub fn steps(inputs: &Inputs) -> usize {
+    STEPS + usize::from(inputs.signer.is_some())
+}
 
 const MIB: u64 = 1024 * 1024;
 const SYSTEMD_BOOT: &str = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi";
@@ -105,14 +110,12 @@ pub fn build(inputs: &Inputs, dirs: &Dirs, out: &Path, progress: &mut Progress) 
 
     progress.step("UKI and EFI system partition");
     let partitions = partitions(inputs, &work, &root_img);
-    let layout = gpt::plan(&partitions, seed.as_bytes(), None)?;
-    let root_a = layout
-        .partition("root-a")
-        .context("GPT layout has no root-a")?
-        .unique_guid;
     let base_cmdline = base_cmdline(inputs);
+    // `cairn.root=ab`: the early stage boots whichever root slot holds the
+    // tree with this root hash, so the same UKI works from slot A or B
+    // (docs/update.md, "Finding the root").
     let disk_cmdline = format!(
-        "{base_cmdline} cairn.root=PARTUUID={root_a} cairn.verity={} cairn.slot=a cairn.data=PARTLABEL=data",
+        "{base_cmdline} cairn.root=ab cairn.verity={} cairn.data=PARTLABEL=data",
         verity.cmdline()
     );
     let pxe_cmdline = format!(
@@ -167,9 +170,7 @@ pub fn build(inputs: &Inputs, dirs: &Dirs, out: &Path, progress: &mut Progress) 
         ),
     )?;
 
-    progress.step("manifest.json and SBOM");
-    std::fs::write(out.join("site.toml"), &inputs.site_text)?;
-    let names = [
+    let mut names = vec![
         "disk.img",
         "disk.qcow2",
         "pxe/vmlinuz",
@@ -177,6 +178,26 @@ pub fn build(inputs: &Inputs, dirs: &Dirs, out: &Path, progress: &mut Progress) 
         "pxe/boot.ipxe",
         "site.toml",
     ];
+    let mut bundle_note = None;
+    if let Some(signer) = &inputs.signer {
+        progress.step("signed update bundle");
+        let b = bundle::write(inputs, signer, &verity, &root_img, &uki_path, out)?;
+        progress.note(&format!(
+            "root.img {:.1} MiB in {} chunks, cairn.efi {:.1} MiB, signed by key {}",
+            b.root.size as f64 / MIB as f64,
+            b.root.chunks.len(),
+            b.uki.size as f64 / MIB as f64,
+            signer.public.keyid()
+        ));
+        bundle_note = Some(format!(
+            "update bundle signed by key {}",
+            signer.public.keyid()
+        ));
+        names.extend(bundle::FILES);
+    }
+
+    progress.step("manifest.json and SBOM");
+    std::fs::write(out.join("site.toml"), &inputs.site_text)?;
     let m = Manifest {
         manifest_version: 1,
         version: version.clone(),
@@ -216,7 +237,12 @@ pub fn build(inputs: &Inputs, dirs: &Dirs, out: &Path, progress: &mut Progress) 
         serde_json::to_string_pretty(&manifest::cyclonedx(&m))? + "\n",
     )?;
     std::fs::remove_dir_all(&work).context("removing the work directory")?;
-    Ok(summary(&m, &verity))
+    let mut line = summary(&m, &verity);
+    if let Some(n) = bundle_note {
+        line.push_str(", ");
+        line.push_str(&n);
+    }
+    Ok(line)
 }
 
 fn summary(m: &Manifest, verity: &Verity) -> String {

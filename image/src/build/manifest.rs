@@ -50,7 +50,7 @@ pub struct Manifest {
     pub kernel: Kernel,
     /// dm-verity parameters of the root filesystem.
     pub verity: Verity,
-    /// Kernel command line of the disk boot (slot A) and of PXE.
+    /// Kernel command line of the disk boot (either slot) and of PXE.
     pub cmdline: Cmdlines,
     /// Sizes of interest.
     pub sizes: Sizes,

@@ -5,10 +5,12 @@
 //! every artifact is written, so a failed build leaves no partial output.
 
 mod artifacts;
+mod bundle;
 pub mod haproxy;
 pub mod manifest;
 pub mod rootfs;
 pub mod rootimg;
+pub mod siteversion;
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +19,7 @@ use cairn_site::{Profile, Role, Site};
 
 use crate::progress::{Progress, Style};
 use crate::role::{RoleDef, RoleUser, SiteConfig, load_role};
+use crate::signing::{self, Signer};
 
 /// Where the builder finds its data and keeps its caches.
 #[derive(Debug, Clone, clap::Args)]
@@ -77,6 +80,10 @@ pub struct Request {
     pub out: PathBuf,
     /// Data and cache directories.
     pub dirs: Dirs,
+    /// `--version`: replaces `[image] version` of the site file.
+    pub version: Option<String>,
+    /// `--update-key`: the update signing key (else the site's `update.signing_key`).
+    pub update_key: Option<PathBuf>,
 }
 
 /// Validated inputs of a build.
@@ -84,7 +91,8 @@ pub struct Request {
 pub struct Inputs {
     /// The site.
     pub site: Site,
-    /// The site file's text, baked into the image as it is.
+    /// The site file's text, baked into the image as it is (with `--version`
+    /// written into `[image] version`).
     pub site_text: String,
     /// The hardware profile.
     pub profile: Profile,
@@ -94,6 +102,9 @@ pub struct Inputs {
     pub roles: Vec<RoleDef>,
     /// Files rendered from the site: (absolute path in the root, text).
     pub site_configs: Vec<(String, String)>,
+    /// The update signing key, when the site has `[update]` (the build then
+    /// writes a signed bundle).
+    pub signer: Option<Signer>,
 }
 
 impl Inputs {
@@ -178,9 +189,43 @@ fn render_site_configs(
 
 /// Loads and checks everything a build needs; nothing is written.
 pub fn load_inputs(req: &Request) -> Result<Inputs> {
-    let site = cairn_site::load_site(&req.site)?;
-    let site_text = std::fs::read_to_string(&req.site)
-        .with_context(|| format!("reading {}", req.site.display()))?;
+    let (site, site_text) = match &req.version {
+        None => {
+            let site = cairn_site::load_site(&req.site)?;
+            let text = std::fs::read_to_string(&req.site)
+                .with_context(|| format!("reading {}", req.site.display()))?;
+            (site, text)
+        }
+        Some(v) => {
+            cairn_update::version::validate(v).map_err(|e| anyhow::anyhow!("--version: {e}"))?;
+            // Parse the file as it is first, so its own errors name it plainly.
+            cairn_site::load_site(&req.site)?;
+            let text = std::fs::read_to_string(&req.site)
+                .with_context(|| format!("reading {}", req.site.display()))?;
+            let text = siteversion::set_version(&text, v)
+                .with_context(|| format!("{}: writing --version", req.site.display()))?;
+            let site = cairn_site::parse_site(&text, &req.site)?;
+            (site, text)
+        }
+    };
+    let signer = match &site.update {
+        None if req.update_key.is_some() => bail!(
+            "--update-key: {} has no [update] section, so the build writes no update bundle to sign",
+            req.site.display()
+        ),
+        None => None,
+        Some(_) => {
+            let base = req.site.parent().map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            });
+            let path = signing::key_path(&site, &req.site, req.update_key.as_deref(), base)?;
+            Some(signing::load(&site, &req.site, &path)?)
+        }
+    };
     let profile = cairn_site::load_profile(&req.dirs.profiles(), &req.profile)?;
     let role: Role = req
         .role
@@ -205,6 +250,7 @@ pub fn load_inputs(req: &Request) -> Result<Inputs> {
         role,
         roles,
         site_configs,
+        signer,
     })
 }
 
@@ -242,7 +288,7 @@ pub fn run(req: &Request, style: Style) -> Result<()> {
     let _ = std::fs::remove_dir_all(&tmp.path);
     std::fs::create_dir_all(&tmp.path)
         .with_context(|| format!("creating {}", tmp.path.display()))?;
-    let mut progress = Progress::new(style, artifacts::STEPS);
+    let mut progress = Progress::new(style, artifacts::steps(&inputs));
     let summary = artifacts::build(&inputs, &req.dirs, &tmp.path, &mut progress)?;
     if out.exists() {
         std::fs::remove_dir_all(out).with_context(|| format!("removing old {}", out.display()))?;

@@ -14,6 +14,7 @@ use crate::role::RoleUser;
 /// Directories every root has (mount points and the config directory).
 const DIRS: &[&str] = &[
     "dev",
+    "efi", // the ESP, mounted by cairn-init on disk boots (A/B updates)
     "etc/cairn",
     "newroot",
     "proc",
@@ -112,7 +113,8 @@ pub fn user_db<'a>(users: impl Iterator<Item = &'a RoleUser>) -> (String, String
     (passwd, group)
 }
 
-/// The configuration files of a root: passwd, group, os-release, the site
+/// The configuration files of a root: passwd, group, os-release (with
+/// `CAIRN_PROFILE`, the hardware profile, for cairn-updated), the site
 /// file and what the roles render from it, the image description and the
 /// services file.
 pub fn config_files(inputs: &Inputs, tree: &Path, services: &str) -> Result<()> {
@@ -130,8 +132,8 @@ pub fn config_files(inputs: &Inputs, tree: &Path, services: &str) -> Result<()> 
         tree,
         "etc/os-release",
         &format!(
-            "NAME=cairn\nID=cairn\nPRETTY_NAME=\"cairn {version} ({} role)\"\nVERSION_ID={version}\nIMAGE_ID=cairn-{}\nIMAGE_VERSION={version}\n",
-            inputs.role, inputs.role
+            "NAME=cairn\nID=cairn\nPRETTY_NAME=\"cairn {version} ({} role)\"\nVERSION_ID={version}\nIMAGE_ID=cairn-{}\nIMAGE_VERSION={version}\nCAIRN_PROFILE={}\n",
+            inputs.role, inputs.role, inputs.profile.name
         ),
         0o644,
     )?;

@@ -115,6 +115,8 @@ struct Keeper {
     responder: PathBuf,
     vms: BTreeMap<String, VmSlot>,
     externals: BTreeMap<String, ExtSlot>,
+    /// The update repository's server in the client namespace.
+    repo: Option<Child>,
 }
 
 /// Runs the keeper of the lab in `state` until a `down` request.
@@ -176,10 +178,14 @@ pub fn run(state: &StateDir) -> Result<(), KeeperError> {
             })
             .collect(),
         responder: super::responder_program(),
+        repo: None,
         accel: accel.accel,
         state: state.clone(),
         plan,
     };
+    if let Err(e) = keeper.start_repo() {
+        log(&format!("update repository: cannot serve it: {e}"));
+    }
     let externals: Vec<String> = keeper.externals.keys().cloned().collect();
     for name in externals {
         if let Err(e) = keeper.start_external(&name) {
@@ -514,7 +520,54 @@ impl Keeper {
         Ok(())
     }
 
+    /// Serves `<state>/repo` from the client namespace at the site's update
+    /// URL, when the plan says the client holds that address.
+    fn start_repo(&mut self) -> Result<(), NodeError> {
+        let Some(listen) = self.plan.client.repo else {
+            return Ok(());
+        };
+        let dir = self.state.repo();
+        let log_path = self.state.repo_log();
+        let io = |what: String| move |source| NodeError::Io { what, source };
+        std::fs::create_dir_all(&dir).map_err(io(dir.display().to_string()))?;
+        if let Some(parent) = log_path.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent.display().to_string()))?;
+        }
+        let open = || {
+            std::fs::File::options()
+                .create(true)
+                .append(true)
+                .open(&log_path)
+                .map_err(io(log_path.display().to_string()))
+        };
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.plan.client.netns])
+            .arg(&self.responder)
+            .arg("--listen")
+            .arg(listen.to_string())
+            .arg("--dir")
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(open()?)
+            .stderr(open()?)
+            .process_group(0)
+            .spawn()
+            .map_err(io(format!("starting {}", self.responder.display())))?;
+        log(&format!(
+            "update repository {} served at http://{listen}/ (pid {})",
+            dir.display(),
+            child.id()
+        ));
+        self.repo = Some(child);
+        Ok(())
+    }
+
     fn stop_everything(&mut self) {
+        if let Some(mut child) = self.repo.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            log("update repository: server stopped");
+        }
         for (name, slot) in &mut self.vms {
             if let Some(vm) = slot.vm.take() {
                 match vm.kill() {

@@ -89,6 +89,10 @@ pub struct ClientPlan {
     pub port: String,
     /// Its address with prefix, e.g. `192.0.2.250/24`.
     pub address: String,
+    /// Where the client serves the lab's update repository: the site's
+    /// `[update] url` when it points at the client's address.
+    #[serde(default)]
+    pub repo: Option<SocketAddr>,
 }
 
 /// A whole lab: saved as `<state>/lab.json`.
@@ -246,11 +250,27 @@ pub fn plan(site: &Site, req: &PlanRequest<'_>) -> Result<LabPlan, PlanError> {
             netns: format!("{lab}-client"),
             port: CLIENT_PORT.into(),
             address: client_addr.to_string(),
+            repo: site
+                .update
+                .as_ref()
+                .and_then(|u| repo_listen(&u.url, client_addr.addr)),
         },
         vms,
         externals,
         vips,
     })
+}
+
+/// The socket address of an `http://host[:port]/…` URL whose host is
+/// `client`, where the client then serves the update repository.
+pub fn repo_listen(url: &str, client: IpAddr) -> Option<SocketAddr> {
+    let rest = url.strip_prefix("http://")?;
+    let authority = rest.split('/').next()?;
+    let addr: SocketAddr = match authority.parse() {
+        Ok(a) => a,
+        Err(_) => SocketAddr::new(authority.parse().ok()?, 80),
+    };
+    (addr.ip() == client).then_some(addr)
 }
 
 /// Where an external node's responders listen: every `[lb]` backend that
@@ -489,6 +509,22 @@ address = "192.0.2.21:8081"
         let names = ["web1".to_string()];
         let err = plan(&site(SITE), &req(Some(&names))).unwrap_err();
         assert!(matches!(err, PlanError::NoVm(_)), "{err}");
+    }
+
+    #[test]
+    fn the_repo_is_served_only_at_the_clients_address() {
+        let c: IpAddr = "192.0.2.250".parse().unwrap();
+        assert_eq!(
+            repo_listen("http://192.0.2.250:8080/", c),
+            Some("192.0.2.250:8080".parse().unwrap())
+        );
+        assert_eq!(
+            repo_listen("http://192.0.2.250/updates/", c),
+            Some("192.0.2.250:80".parse().unwrap())
+        );
+        assert_eq!(repo_listen("http://192.0.2.9:8080/", c), None);
+        assert_eq!(repo_listen("https://192.0.2.250/", c), None);
+        assert_eq!(repo_listen("http://updates.example/", c), None);
     }
 
     #[test]

@@ -113,6 +113,17 @@ impl StateDir {
         self.vm_dir(node).join("ctl.sock")
     }
 
+    /// The lab's update repository (`cairn publish --repo` it), served at the
+    /// site's `[update] url` when that is the client's address.
+    pub fn repo(&self) -> PathBuf {
+        self.root.join("repo")
+    }
+
+    /// The update repository server's log.
+    pub fn repo_log(&self) -> PathBuf {
+        self.root.join("responders").join("repo.log")
+    }
+
     /// An external node's responder log.
     pub fn responder_log(&self, node: &str) -> PathBuf {
         self.root.join("responders").join(format!("{node}.log"))

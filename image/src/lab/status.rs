@@ -203,6 +203,7 @@ mod tests {
                 netns: "cl1-client".into(),
                 port: "vc".into(),
                 address: "192.0.2.250/24".into(),
+                repo: None,
             },
             vms: vec![VmPlan {
                 name: "lb1".into(),

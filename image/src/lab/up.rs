@@ -99,6 +99,13 @@ pub fn run(a: &UpArgs) -> Result<()> {
         plan.client.netns,
         state.root().display()
     );
+    if let Some(listen) = plan.client.repo {
+        println!(
+            "update repository {} served at http://{listen}/: cairn publish --repo {} <build dir>",
+            state.repo().display(),
+            state.repo().display()
+        );
+    }
     Ok(())
 }
 

@@ -42,8 +42,19 @@ impl Lab {
     /// Writes `services` (with `@DIR@` replaced by the lab directory and
     /// `@CTL@` by the cairnctl path) and starts cairn-init on it.
     pub fn start(services: &str) -> Lab {
+        Lab::start_with(services, &[], |_| {})
+    }
+
+    /// Like [`Lab::start`], with extra cairn-init arguments (`@DIR@` replaced
+    /// too) and `prepare` run on the lab directory before cairn-init starts.
+    pub fn start_with(services: &str, args: &[&str], prepare: impl FnOnce(&Path)) -> Lab {
         require_root();
         let dir = tempfile::tempdir().unwrap();
+        prepare(dir.path());
+        let extra: Vec<String> = args
+            .iter()
+            .map(|a| a.replace("@DIR@", dir.path().to_str().unwrap()))
+            .collect();
         let text = services
             .replace("@DIR@", dir.path().to_str().unwrap())
             .replace("@CTL@", cairnctl().to_str().unwrap());
@@ -58,6 +69,7 @@ impl Lab {
             .arg(&file)
             .arg("--control")
             .arg(&control)
+            .args(&extra)
             .env("CAIRN_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())

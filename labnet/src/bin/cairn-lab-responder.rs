@@ -1,5 +1,8 @@
 //! `cairn-lab-responder --listen <addr:port> --name <text>`: answers every HTTP request
 //! with `200` and body `<name>\n`, then closes the connection. One thread per connection.
+//!
+//! `cairn-lab-responder --listen <addr:port> --dir <path>` serves the files under `path`
+//! instead (the lab's update repository; see `cairn_labnet::static_files`).
 
 use std::net::{SocketAddr, TcpListener};
 
@@ -14,16 +17,31 @@ struct Args {
     #[arg(long)]
     listen: SocketAddr,
     /// The body of every answer (a newline is added).
-    #[arg(long)]
-    name: String,
+    #[arg(long, required_unless_present = "dir")]
+    name: Option<String>,
+    /// Serve the files under this directory instead of a fixed answer.
+    #[arg(long, conflicts_with = "name")]
+    dir: Option<std::path::PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let listener =
         TcpListener::bind(args.listen).with_context(|| format!("listen on {}", args.listen))?;
-    eprintln!("cairn-lab-responder: {} on {}", args.name, args.listen);
-    let body = format!("{}\n", args.name);
+    let body = match (&args.name, &args.dir) {
+        (_, Some(dir)) => {
+            eprintln!(
+                "cairn-lab-responder: files under {} on {}",
+                dir.display(),
+                args.listen
+            );
+            return serve_dir(&listener, dir);
+        }
+        (Some(name), None) => name.clone(),
+        (None, None) => anyhow::bail!("--name or --dir is required"),
+    };
+    eprintln!("cairn-lab-responder: {body} on {}", args.listen);
+    let body = format!("{body}\n");
     for conn in listener.incoming() {
         let stream = match conn {
             Ok(s) => s,
@@ -35,6 +53,25 @@ fn main() -> anyhow::Result<()> {
         let body = body.clone();
         std::thread::spawn(move || {
             if let Err(e) = cairn_labnet::http::serve(stream, &body) {
+                eprintln!("cairn-lab-responder: {e}");
+            }
+        });
+    }
+    Ok(())
+}
+
+fn serve_dir(listener: &TcpListener, dir: &std::path::Path) -> anyhow::Result<()> {
+    for conn in listener.incoming() {
+        let stream = match conn {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("cairn-lab-responder: accept: {e}");
+                continue;
+            }
+        };
+        let dir = dir.to_path_buf();
+        std::thread::spawn(move || {
+            if let Err(e) = cairn_labnet::static_files::serve(stream, &dir) {
                 eprintln!("cairn-lab-responder: {e}");
             }
         });

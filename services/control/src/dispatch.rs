@@ -14,6 +14,7 @@ use zbus::message::{Flags, Header, Type as MessageType};
 use zbus::zvariant::Type;
 
 use crate::types::{LogLine, ServiceStatus};
+use crate::update::UpdateStatus;
 use crate::vip::VipInstanceStatus;
 
 pub(crate) const PEER_INTERFACE: &str = "org.freedesktop.DBus.Peer";
@@ -27,7 +28,8 @@ pub(crate) const INVALID_ARGS: &str = "org.freedesktop.DBus.Error.InvalidArgs";
 ///
 /// The server owns the socket, handshake, frame guard and limits; a service only parses
 /// its own methods and answers them. Implementations: `org.cairn.Init1`
-/// ([`crate::init_service`]) and `org.cairn.Vip1` ([`crate::vip_service`]).
+/// ([`crate::init_service`]), `org.cairn.Vip1` ([`crate::vip_service`]) and
+/// `org.cairn.Update1` ([`crate::update_service`]).
 pub(crate) trait Service: Send + Sync + 'static {
     /// The interface name, e.g. `org.cairn.Init1`.
     const INTERFACE: &'static str;
@@ -95,6 +97,8 @@ pub(crate) enum Reply {
     Services(Vec<ServiceStatus>),
     Logs(Vec<LogLine>),
     Instances(Vec<VipInstanceStatus>),
+    UpdateStatus(Box<UpdateStatus>),
+    Check(u64),
     Xml(&'static str),
     Name(&'static str),
 }
@@ -179,6 +183,8 @@ impl<S: Service> Handler<S> {
             Ok(Reply::Services(services)) => connection.reply(&header, &services).await,
             Ok(Reply::Logs(lines)) => connection.reply(&header, &lines).await,
             Ok(Reply::Instances(instances)) => connection.reply(&header, &instances).await,
+            Ok(Reply::UpdateStatus(status)) => connection.reply(&header, &*status).await,
+            Ok(Reply::Check(check)) => connection.reply(&header, &check).await,
             Ok(Reply::Xml(xml)) => connection.reply(&header, &xml).await,
             Ok(Reply::Name(name)) => connection.reply(&header, &name).await,
             Err(error) => {

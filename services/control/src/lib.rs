@@ -12,10 +12,12 @@
 //! - [`InitClient`]: a blocking Init1 client with timeouts.
 //! - [`vip`]: Vip1's names, wire type ([`VipInstanceStatus`]) and [`VipBackend`];
 //!   [`serve_vip`] and [`VipClient`] are its server and client.
+//! - [`update`]: Update1's names, wire types ([`UpdateStatus`], [`SlotStatus`]) and
+//!   [`UpdateBackend`]; [`serve_update`] and [`UpdateClient`] are its server and client.
 //!
-//! Mutating calls (`Start`, `Stop`, `Restart`, `Power`) are allowed only to peers whose uid,
-//! read with `SO_PEERCRED` when the connection is accepted, is 0. Read-only calls (all of
-//! Vip1) are open to every local user.
+//! Mutating calls (`Start`, `Stop`, `Restart`, `Power`, `Vip1.SetMaintenance`,
+//! `Update1.Upgrade`) are allowed only to peers whose uid, read with `SO_PEERCRED` when the
+//! connection is accepted, is 0. Read-only calls are open to every local user.
 
 #![forbid(unsafe_code)]
 
@@ -28,6 +30,9 @@ mod init_service;
 mod sasl;
 mod server;
 pub mod types;
+pub mod update;
+mod update_client;
+mod update_service;
 pub mod vip;
 mod vip_client;
 mod vip_service;
@@ -37,9 +42,13 @@ pub use client::{ClientError, DEFAULT_TIMEOUT};
 pub use init_client::InitClient;
 pub use server::{
     ControlServer, MAX_LOG_LINES_PER_CALL, MAX_NON_ROOT_CONNECTIONS, MAX_ROOT_CONNECTIONS,
-    ServerError, serve_init, serve_vip,
+    ServerError, serve_init, serve_update, serve_vip,
 };
 pub use types::{LogLine, PowerAction, ServiceStatus};
+pub use update::{
+    DEFAULT_UPDATE_SOCKET, SlotStatus, UPDATE_INTERFACE, UPDATE_PATH, UpdateBackend, UpdateStatus,
+};
+pub use update_client::UpdateClient;
 pub use vip::{DEFAULT_VIP_SOCKET, VIP_INTERFACE, VIP_PATH, VipBackend, VipInstanceStatus};
 pub use vip_client::VipClient;
 

@@ -30,6 +30,8 @@ use crate::dispatch::{Handler, Service};
 use crate::frame::FrameGuard;
 use crate::init_service::InitService;
 use crate::sasl::{Progress, SaslServer};
+use crate::update::UpdateBackend;
+use crate::update_service::UpdateService;
 use crate::vip::VipBackend;
 use crate::vip_service::VipService;
 
@@ -160,6 +162,16 @@ pub fn serve_vip(
     backend: Arc<dyn VipBackend>,
 ) -> Result<ControlServer, ServerError> {
     serve(socket, VipService { backend })
+}
+
+/// Binds `socket` and serves `org.cairn.Update1` on it from a new thread named `cairn-control`.
+///
+/// The same machinery as [`serve_init`]; `Status` is open to every uid, `Upgrade` needs uid 0.
+pub fn serve_update(
+    socket: &Path,
+    backend: Arc<dyn UpdateBackend>,
+) -> Result<ControlServer, ServerError> {
+    serve(socket, UpdateService { backend })
 }
 
 /// Binds `socket` and serves `service` on it from a new `cairn-control` thread.

@@ -1,7 +1,10 @@
-//! The `org.cairn.Vip1` interface that cairn-vipd serves: its instances' state and counters.
+//! The `org.cairn.Vip1` interface that cairn-vipd serves: its instances' state and counters,
+//! and the maintenance switch cairn-updated uses to hand the VIPs to a peer before a reboot.
 
 use serde::{Deserialize, Serialize};
 use zbus::zvariant::Type;
+
+use crate::backend::BackendError;
 
 /// D-Bus interface name of cairn-vipd's control API.
 pub const VIP_INTERFACE: &str = "org.cairn.Vip1";
@@ -37,6 +40,15 @@ pub struct VipInstanceStatus {
     pub counters: Vec<(String, u64)>,
     /// Milliseconds since the last state change.
     pub in_state_ms: u64,
+    /// Whether maintenance mode holds the instance at priority 1 (`SetMaintenance`).
+    pub maintenance: bool,
+}
+
+impl VipInstanceStatus {
+    /// Whether another router is master: a backup that knows its master's address.
+    pub fn peer_is_master(&self) -> bool {
+        self.state == "backup" && !self.master.is_empty()
+    }
 }
 
 /// What cairn-vipd implements so the server can answer calls; called on the control thread,
@@ -44,4 +56,8 @@ pub struct VipInstanceStatus {
 pub trait VipBackend: Send + Sync + 'static {
     /// Every instance, in config order.
     fn instances(&self) -> Vec<VipInstanceStatus>;
+    /// Turns maintenance mode on or off: while on, every instance runs at priority 1, so a
+    /// master resigns at once and a backup never takes over. Returns once the request is
+    /// queued for the daemon's main loop.
+    fn set_maintenance(&self, on: bool) -> Result<(), BackendError>;
 }

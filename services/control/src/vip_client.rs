@@ -46,4 +46,10 @@ impl VipClient {
     pub fn instances(&self) -> Result<Vec<VipInstanceStatus>, ClientError> {
         self.connection.call("Instances", &(), None)
     }
+
+    /// Turns maintenance mode on or off (`SetMaintenance`, uid 0 only): while on, every
+    /// instance runs at priority 1, so a master hands its VIPs to a peer.
+    pub fn set_maintenance(&self, on: bool) -> Result<(), ClientError> {
+        self.connection.call("SetMaintenance", &(on,), None)
+    }
 }

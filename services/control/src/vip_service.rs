@@ -1,11 +1,13 @@
-//! `org.cairn.Vip1`, the interface cairn-vipd serves: one read-only method, `Instances`,
-//! open to every local uid.
+//! `org.cairn.Vip1`, the interface cairn-vipd serves: `Instances`, open to every local uid,
+//! and `SetMaintenance`, for uid 0 only.
 
 use std::sync::Arc;
 
 use zbus::Message;
 
 use crate::dispatch::{CallError, Reply, Service, body, unknown_method};
+use crate::error_names;
+use crate::init_service::backend_error;
 use crate::vip::{VIP_INTERFACE, VIP_PATH, VipBackend};
 
 /// Introspection data for [`VIP_PATH`], so generic tools (`busctl introspect`) work.
@@ -14,7 +16,10 @@ pub(crate) const INTROSPECTION_XML: &str = r#"<!DOCTYPE node PUBLIC "-//freedesk
 <node>
   <interface name="org.cairn.Vip1">
     <method name="Instances">
-      <arg name="instances" type="a(syssyysasasa(st)t)" direction="out"/>
+      <arg name="instances" type="a(syssyysasasa(st)tb)" direction="out"/>
+    </method>
+    <method name="SetMaintenance">
+      <arg name="on" type="b" direction="in"/>
     </method>
   </interface>
   <interface name="org.freedesktop.DBus.Peer">
@@ -32,6 +37,7 @@ pub(crate) const INTROSPECTION_XML: &str = r#"<!DOCTYPE node PUBLIC "-//freedesk
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum VipRequest {
     Instances,
+    SetMaintenance(bool),
 }
 
 /// `org.cairn.Vip1` served from a [`VipBackend`].
@@ -52,14 +58,31 @@ impl Service for VipService {
                 body::<()>(message, member)?;
                 Ok(VipRequest::Instances)
             }
+            "SetMaintenance" => Ok(VipRequest::SetMaintenance(
+                body::<(bool,)>(message, member)?.0,
+            )),
             other => Err(unknown_method(VIP_INTERFACE, other)),
         }
     }
 
-    /// Every method is read-only, so every uid may call it.
-    fn handle(&self, request: VipRequest, _peer_uid: u32) -> Result<Reply, CallError> {
+    /// `Instances` is read-only and open to every uid; `SetMaintenance` needs uid 0.
+    fn handle(&self, request: VipRequest, peer_uid: u32) -> Result<Reply, CallError> {
         match request {
             VipRequest::Instances => Ok(Reply::Instances(self.backend.instances())),
+            VipRequest::SetMaintenance(on) => {
+                if peer_uid != 0 {
+                    return Err(CallError::new(
+                        error_names::ACCESS_DENIED,
+                        format!(
+                            "uid {peer_uid} may not call SetMaintenance: moving virtual IPs needs uid 0"
+                        ),
+                    ));
+                }
+                self.backend
+                    .set_maintenance(on)
+                    .map(|()| Reply::Empty)
+                    .map_err(backend_error)
+            }
         }
     }
 }
@@ -90,19 +113,26 @@ mod tests {
             checks: vec!["web=failing (refused)".into()],
             counters: vec![("adverts_rx".into(), 7)],
             in_state_ms: 1234,
+            maintenance: false,
         }
     }
 
-    /// Counts `instances` calls; has two instances.
+    /// Counts `instances` calls; has two instances; remembers the last maintenance switch.
     #[derive(Default)]
     struct Counter {
         calls: AtomicUsize,
+        maintenance: std::sync::Mutex<Option<bool>>,
     }
 
     impl VipBackend for Counter {
         fn instances(&self) -> Vec<VipInstanceStatus> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             vec![instance("lb-a"), instance("lb-b")]
+        }
+
+        fn set_maintenance(&self, on: bool) -> Result<(), crate::BackendError> {
+            *self.maintenance.lock().unwrap() = Some(on);
+            Ok(())
         }
     }
 
@@ -139,6 +169,10 @@ mod tests {
             Ok(Call::Method(VipRequest::Instances))
         );
         assert_eq!(
+            parse_vip(&vip_call("SetMaintenance", &(true,))),
+            Ok(Call::Method(VipRequest::SetMaintenance(true)))
+        );
+        assert_eq!(
             parse_vip(&call("/anywhere", Some(PEER_INTERFACE), "Ping", &())),
             Ok(Call::Ping)
         );
@@ -167,6 +201,10 @@ mod tests {
         let error = |m: &Message| parse_vip(m).unwrap_err();
         assert_eq!(
             error(&vip_call("Instances", &("extra",))).name,
+            INVALID_ARGS
+        );
+        assert_eq!(
+            error(&vip_call("SetMaintenance", &("yes",))).name,
             INVALID_ARGS
         );
         let unknown = error(&vip_call("Start", &("web",)));
@@ -226,12 +264,39 @@ mod tests {
     }
 
     #[test]
+    fn set_maintenance_needs_uid_0() {
+        let (handler, counter) = handler(1000);
+        let denied = handler
+            .handle(Call::Method(VipRequest::SetMaintenance(true)))
+            .unwrap_err();
+        assert_eq!(denied.name, crate::error_names::ACCESS_DENIED);
+        assert!(denied.message.contains("uid 1000"), "{}", denied.message);
+        assert_eq!(*counter.maintenance.lock().unwrap(), None);
+        let (handler, counter) = handler_root();
+        assert_eq!(
+            handler.handle(Call::Method(VipRequest::SetMaintenance(true))),
+            Ok(Reply::Empty)
+        );
+        assert_eq!(*counter.maintenance.lock().unwrap(), Some(true));
+        assert_eq!(
+            handler.handle(Call::Method(VipRequest::SetMaintenance(false))),
+            Ok(Reply::Empty)
+        );
+        assert_eq!(*counter.maintenance.lock().unwrap(), Some(false));
+    }
+
+    fn handler_root() -> (Handler<VipService>, Arc<Counter>) {
+        handler(0)
+    }
+
+    #[test]
     fn introspection_matches_the_wire_types() {
         let instances = <Vec<VipInstanceStatus> as Type>::SIGNATURE.to_string();
-        assert_eq!(instances, "a(syssyysasasa(st)t)");
+        assert_eq!(instances, "a(syssyysasasa(st)tb)");
         assert!(INTROSPECTION_XML.contains(&format!("type=\"{instances}\"")));
         assert!(INTROSPECTION_XML.contains("<method name=\"Instances\""));
         assert!(INTROSPECTION_XML.contains(&format!("<interface name=\"{VIP_INTERFACE}\"")));
-        assert_eq!(INTROSPECTION_XML.matches("<method ").count(), 3);
+        assert!(INTROSPECTION_XML.contains("<method name=\"SetMaintenance\""));
+        assert_eq!(INTROSPECTION_XML.matches("<method ").count(), 4);
     }
 }

@@ -43,6 +43,7 @@ fn instances() -> Vec<VipInstanceStatus> {
                 ("dropped_bad_checksum".into(), 3),
             ],
             in_state_ms: 125_000,
+            maintenance: false,
         },
         VipInstanceStatus {
             name: "lb-v6".into(),
@@ -56,20 +57,27 @@ fn instances() -> Vec<VipInstanceStatus> {
             checks: vec![],
             counters: vec![],
             in_state_ms: 0,
+            maintenance: false,
         },
     ]
 }
 
-/// A cairn-vipd stand-in that counts the calls reaching it.
+/// A cairn-vipd stand-in that counts the calls reaching it and records maintenance switches.
 #[derive(Default)]
 struct Fake {
     calls: AtomicUsize,
+    maintenance: std::sync::Mutex<Vec<bool>>,
 }
 
 impl VipBackend for Fake {
     fn instances(&self) -> Vec<VipInstanceStatus> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         instances()
+    }
+
+    fn set_maintenance(&self, on: bool) -> Result<(), cairn_control::BackendError> {
+        self.maintenance.lock().unwrap().push(on);
+        Ok(())
     }
 }
 
@@ -105,6 +113,19 @@ fn instances_round_trip_exact_values() {
     assert_eq!(client.instances().unwrap(), instances());
     assert_eq!(client.instances().unwrap(), instances());
     assert_eq!(served.fake.calls.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn root_switches_maintenance_on_and_off() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "root_switches_maintenance_on_and_off must run as root: SetMaintenance needs uid 0"
+    );
+    let served = serve();
+    let client = VipClient::connect(&served.socket).unwrap();
+    client.set_maintenance(true).unwrap();
+    client.set_maintenance(false).unwrap();
+    assert_eq!(*served.fake.maintenance.lock().unwrap(), vec![true, false]);
 }
 
 /// Calls `member` of `interface` at `path` with a raw zbus connection; returns the reply's
@@ -157,13 +178,13 @@ fn introspect_ping_and_foreign_calls() {
     assert_eq!(signature, "s");
     let xml = xml.unwrap();
     assert!(xml.contains("<interface name=\"org.cairn.Vip1\">"), "{xml}");
-    assert!(xml.contains("type=\"a(syssyysasasa(st)t)\""), "{xml}");
+    assert!(xml.contains("type=\"a(syssyysasasa(st)tb)\""), "{xml}");
 
     let (signature, _) =
         raw_call(&served.socket, "/", "org.freedesktop.DBus.Peer", "Ping").unwrap();
     assert_eq!(signature, "");
     let (signature, _) = raw_call(&served.socket, VIP_PATH, VIP_INTERFACE, "Instances").unwrap();
-    assert_eq!(signature, "a(syssyysasasa(st)t)");
+    assert_eq!(signature, "a(syssyysasasa(st)tb)");
 
     // Properties are not implemented (there are none), as on Init1.
     let (name, message) = raw_call(
@@ -305,6 +326,12 @@ fn every_uid_may_read_instances() {
         let socket = PathBuf::from(std::env::var_os(SOCKET_VAR).unwrap());
         let client = VipClient::connect(&socket).unwrap();
         assert_eq!(client.instances().unwrap(), instances());
+        match client.set_maintenance(true) {
+            Err(ClientError::AccessDenied(message)) => {
+                assert!(message.contains("uid 65534"), "{message}")
+            }
+            other => panic!("expected AccessDenied, got {other:?}"),
+        }
         println!("CHILD-DONE");
         return;
     }
@@ -338,4 +365,5 @@ fn every_uid_may_read_instances() {
     assert!(output.status.success(), "child failed:\n{text}");
     assert!(text.contains("CHILD-DONE"), "child did not run:\n{text}");
     assert_eq!(served.fake.calls.load(Ordering::SeqCst), 1);
+    assert!(served.fake.maintenance.lock().unwrap().is_empty());
 }

@@ -476,6 +476,7 @@ mod tests {
             checks: vec!["haproxy=ok".into()],
             counters: vec![("adverts_tx".into(), 12)],
             in_state_ms: 125_000,
+            maintenance: false,
         }
     }
 

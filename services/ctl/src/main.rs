@@ -1,6 +1,7 @@
 //! cairnctl: the operator CLI of a cairn box. Talks to cairn-init over its control socket
 //! (`org.cairn.Init1`, see docs/control-api.md), to cairn-vipd over its own
-//! (`org.cairn.Vip1`), and sends sd_notify-style readiness messages.
+//! (`org.cairn.Vip1`), to cairn-updated over its own (`org.cairn.Update1`), and sends
+//! sd_notify-style readiness messages.
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -10,8 +11,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cairn_control::{
-    DEFAULT_CONTROL_SOCKET, DEFAULT_VIP_SOCKET, InitClient, LogLine, MAX_LOG_LINES_PER_CALL,
-    PowerAction, ServiceStatus,
+    DEFAULT_CONTROL_SOCKET, DEFAULT_UPDATE_SOCKET, DEFAULT_VIP_SOCKET, InitClient, LogLine,
+    MAX_LOG_LINES_PER_CALL, PowerAction, ServiceStatus,
 };
 use clap::{Parser, Subcommand};
 
@@ -20,6 +21,7 @@ mod lb;
 mod notify;
 mod sysinfo;
 mod table;
+mod upgrade;
 mod vip;
 
 /// How often `logs -f` asks for new lines.
@@ -39,13 +41,23 @@ struct Cli {
     )]
     control: PathBuf,
 
+    /// cairn-updated's control socket (`status` shows the slots from it; `upgrade` uses it).
+    #[arg(
+        long,
+        global = true,
+        value_name = "SOCKET",
+        env = "CAIRN_UPDATED",
+        default_value = DEFAULT_UPDATE_SOCKET
+    )]
+    updated: PathBuf,
+
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Show every service: state, pid, restarts, readiness.
+    /// Show every service: state, pid, restarts, readiness; then the update slots.
     Status {
         /// Print a JSON array instead of a table.
         #[arg(long)]
@@ -79,6 +91,21 @@ enum Command {
     Restart {
         /// The service.
         name: String,
+    },
+    /// Ask cairn-updated to check for an update now (root only).
+    Upgrade {
+        /// Reboot as soon as an update is installed, without the site's reboot policy.
+        #[arg(long)]
+        now: bool,
+        /// Print progress until the check ends (installed, up to date or refused).
+        #[arg(long)]
+        wait: bool,
+        /// Print JSON: {"check": n}, or with --wait (or --status) the status.
+        #[arg(long)]
+        json: bool,
+        /// Only print cairn-updated's status (slots, state, failed versions); start no check.
+        #[arg(long, conflicts_with_all = ["now", "wait"])]
+        status: bool,
     },
     /// Stop everything and reboot (root only).
     Reboot,
@@ -202,7 +229,19 @@ fn one_line(error: &anyhow::Error) -> String {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let socket = cli.control.as_path();
     match cli.command {
-        Command::Status { json } => status(socket, json),
+        Command::Status { json } => status(socket, &cli.updated, json),
+        Command::Upgrade {
+            status: true, json, ..
+        } => upgrade::print_status(&cli.updated, json),
+        Command::Upgrade {
+            now, wait, json, ..
+        } => {
+            if upgrade::upgrade(&cli.updated, now, wait, json)? {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!("the check ended with an error"))
+            }
+        }
         Command::Logs {
             name,
             lines,
@@ -249,7 +288,7 @@ fn power(socket: &Path, action: PowerAction) -> anyhow::Result<()> {
     }
 }
 
-fn status(socket: &Path, json: bool) -> anyhow::Result<()> {
+fn status(socket: &Path, updated: &Path, json: bool) -> anyhow::Result<()> {
     let services = InitClient::connect(socket)?.list_services()?;
     let mut out = std::io::stdout().lock();
     if json {
@@ -257,6 +296,7 @@ fn status(socket: &Path, json: bool) -> anyhow::Result<()> {
         writeln!(out)?;
     } else {
         out.write_all(status_table(&services).as_bytes())?;
+        out.write_all(upgrade::slots_section(updated).as_bytes())?;
     }
     Ok(out.flush()?)
 }

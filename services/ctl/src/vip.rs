@@ -143,6 +143,7 @@ mod tests {
                 ("dropped_bad_checksum".into(), 3),
             ],
             in_state_ms: 125_000,
+            maintenance: false,
         }
     }
 
@@ -160,6 +161,7 @@ mod tests {
             checks: vec![],
             counters: vec![("adverts_rx".into(), 0)],
             in_state_ms: 999,
+            maintenance: false,
         };
         assert_eq!(
             render(&[instance("lb-v4"), quiet]),

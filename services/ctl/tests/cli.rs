@@ -129,8 +129,11 @@ fn cairnctl(socket: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cairnctl"))
         .arg("--control")
         .arg(socket)
+        .arg("--updated")
+        .arg(socket.with_file_name("no-updated.sock"))
         .args(args)
         .env_remove("CAIRN_CONTROL")
+        .env_remove("CAIRN_UPDATED")
         .env_remove("NOTIFY_SOCKET")
         .output()
         .unwrap()
@@ -153,7 +156,8 @@ fn status_prints_an_aligned_table() {
         stdout(&output),
         "NAME  STATE    PID   RESTARTS  READY  DETAIL\n\
          web   ready    4242  1         yes    listening on :80\n\
-         db    backoff  -     17        no     exited with status 2\n"
+         db    backoff  -     17        no     exited with status 2\n\
+         updates: agent not running\n"
     );
 }
 

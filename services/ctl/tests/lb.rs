@@ -32,7 +32,14 @@ impl VipBackend for FakeVipd {
             checks: vec!["haproxy=ok".into()],
             counters: vec![("adverts_tx".into(), 3)],
             in_state_ms: 61_000,
+            maintenance: false,
         }]
+    }
+
+    fn set_maintenance(&self, _on: bool) -> Result<(), cairn_control::BackendError> {
+        Err(cairn_control::BackendError::Internal(
+            "not in this test".into(),
+        ))
     }
 }
 

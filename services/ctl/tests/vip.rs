@@ -29,6 +29,7 @@ fn instances() -> Vec<VipInstanceStatus> {
                 ("dropped_bad_checksum".into(), 3),
             ],
             in_state_ms: 3_725_000,
+            maintenance: false,
         },
         VipInstanceStatus {
             name: "lb-v6".into(),
@@ -42,6 +43,7 @@ fn instances() -> Vec<VipInstanceStatus> {
             checks: vec![],
             counters: vec![("adverts_rx".into(), 0)],
             in_state_ms: 4_200,
+            maintenance: false,
         },
     ]
 }
@@ -49,6 +51,12 @@ fn instances() -> Vec<VipInstanceStatus> {
 impl VipBackend for Fake {
     fn instances(&self) -> Vec<VipInstanceStatus> {
         instances()
+    }
+
+    fn set_maintenance(&self, _on: bool) -> Result<(), cairn_control::BackendError> {
+        Err(cairn_control::BackendError::Internal(
+            "not in this test".into(),
+        ))
     }
 }
 
@@ -133,6 +141,7 @@ fn vip_json_is_the_instances_array() {
             "effective_priority",
             "in_state_ms",
             "interface",
+            "maintenance",
             "master",
             "name",
             "priority",

@@ -9,6 +9,8 @@ pub mod error;
 mod net;
 mod profile;
 mod site;
+mod update;
+pub mod version_syntax;
 
 pub use error::{FileError, FileErrors};
 pub use net::{IfAddr, Mac};
@@ -17,3 +19,4 @@ pub use site::{
     Backend, Cluster, Frontend, FrontendMode, ImageSection, LbSection, Network, Node, Role, Site,
     load_site, parse_site,
 };
+pub use update::{RebootPolicy, UpdateConfig};

@@ -10,6 +10,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::{Collector, FileErrors, from_toml, read};
 use crate::net::{IfAddr, Mac};
+use crate::update::UpdateConfig;
+use crate::version_syntax;
 
 /// What a box does; one image per role and hardware profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -83,6 +85,8 @@ pub struct Site {
     pub nodes: Vec<Node>,
     /// The load balancer role's settings.
     pub lb: Option<LbSection>,
+    /// A/B update settings; without them images carry no update bundle.
+    pub update: Option<UpdateConfig>,
 }
 
 /// Cluster-wide names.
@@ -263,20 +267,11 @@ fn check_label(c: &mut Collector, field: &str, name: &str) {
 impl Site {
     fn validate(&self, c: &mut Collector) {
         check_label(c, "cluster.name", &self.cluster.name);
-        if self.image.version.is_empty()
-            || !self
-                .image
-                .version
-                .chars()
-                .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '-' | '_'))
-        {
-            c.add(
-                "image.version",
-                format!(
-                    "{:?} is not a version (letters, digits, '.', '-', '_')",
-                    self.image.version
-                ),
-            );
+        if let Err(e) = version_syntax::validate(&self.image.version) {
+            c.add("image.version", e.to_string());
+        }
+        if let Some(u) = &self.update {
+            u.validate(c);
         }
         if self.nodes.is_empty() {
             c.add("node", "the site has no nodes");

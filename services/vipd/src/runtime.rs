@@ -14,6 +14,7 @@ use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 use cairn_netlink::{IpNet, Netlink, NetlinkError};
+use cairn_vrrp::instance::UNFIT_PRIORITY;
 use cairn_vrrp::packet::{decode_ipv4, decode_ipv6};
 use cairn_vrrp::{DropReason, Input, Instance, InstanceConfig, PacketError, Received};
 use nix::poll::{PollFd, PollFlags, ppoll};
@@ -116,6 +117,8 @@ struct Slot {
     checks: Vec<CheckState>,
     socket: usize,
     since: Instant,
+    /// Maintenance mode: run at priority 1 whatever the checks say.
+    maintenance: bool,
 }
 
 /// The I/O side: netlink and sockets; implements [`Effects`].
@@ -470,6 +473,7 @@ fn setup_and_loop(
             checks,
             socket,
             since: now,
+            maintenance: false,
         });
     }
     let any_v4 = config.instances.iter().any(|i| !i.is_ipv6());
@@ -518,10 +522,11 @@ fn setup_and_loop(
     spawn_workers(checks, &results_tx, &waker, &stop).map_err(RuntimeError::Threads)?;
     drop(results_tx);
 
-    // Control API.
+    // Control API; SetMaintenance wakes the loop through the health waker.
     let snapshot = Snapshot::default();
-    let _control =
-        crate::control::serve(&options.control_socket, &snapshot).map_err(RuntimeError::Control)?;
+    let maintenance = crate::control::Maintenance::new(waker.clone());
+    let _control = crate::control::serve(&options.control_socket, &snapshot, &maintenance)
+        .map_err(RuntimeError::Control)?;
     tracing::info!(
         "control API org.cairn.Vip1 on {}",
         options.control_socket.display()
@@ -542,7 +547,15 @@ fn setup_and_loop(
         Err(e) => tracing::warn!("cannot notify readiness: {e}"),
     }
 
-    let result = main_loop(&mut slots, &mut io, signals, &wake_rx, &results, &snapshot);
+    let result = main_loop(
+        &mut slots,
+        &mut io,
+        signals,
+        &wake_rx,
+        &results,
+        &snapshot,
+        &maintenance,
+    );
     stop.store(true, Ordering::Relaxed);
     // After a signal every instance is already down and released; after an error, resign
     // now and drop the VIPs at once (the second Shutdown ends any release).
@@ -555,9 +568,19 @@ fn setup_and_loop(
     result
 }
 
-/// Sets the instance's priority from its checks if it differs.
+/// The priority an instance should run at: 1 in maintenance mode (a master resigns at
+/// once, a backup never takes over), else its configured priority less its failing checks.
+pub fn wanted_priority(configured: u8, checks: &[CheckState], maintenance: bool) -> u8 {
+    if maintenance && configured != 255 {
+        UNFIT_PRIORITY
+    } else {
+        effective_priority(configured, checks)
+    }
+}
+
+/// Sets the instance's priority from its checks and maintenance mode if it differs.
 fn apply_priority(slot: &mut Slot, now: Instant, io: &mut Io) {
-    let wanted = effective_priority(slot.vrrp.config().priority, &slot.checks);
+    let wanted = wanted_priority(slot.vrrp.config().priority, &slot.checks, slot.maintenance);
     if wanted != slot.vrrp.priority() {
         tracing::info!(
             "instance {} vrid {}: priority {} -> {wanted}",
@@ -590,6 +613,7 @@ fn publish(snapshot: &Snapshot, slots: &[Slot]) {
                         &s.target.vips,
                         &s.vrrp,
                         &s.checks,
+                        s.maintenance,
                         s.since,
                         now,
                     ),
@@ -613,6 +637,7 @@ fn main_loop(
     wake_rx: &UnixStream,
     results: &Receiver<CheckResult>,
     snapshot: &Snapshot,
+    maintenance: &crate::control::Maintenance,
 ) -> Result<(), RuntimeError> {
     let mut limits: Vec<LogLimit> = vec![LogLimit::new(); io.sockets.len()];
     // Set by the first SIGTERM/SIGINT: masters have resigned and keep their VIPs until their
@@ -682,6 +707,19 @@ fn main_loop(
             let now = Instant::now();
             while let Ok(r) = results.try_recv() {
                 record_check(slots, io, r, now);
+            }
+            let on = maintenance.is_on();
+            if !stopping {
+                for slot in slots.iter_mut().filter(|s| s.maintenance != on) {
+                    tracing::info!(
+                        "instance {} vrid {}: maintenance mode {}",
+                        slot.target.name,
+                        slot.target.vrid,
+                        if on { "on" } else { "off" }
+                    );
+                    slot.maintenance = on;
+                    apply_priority(slot, now, io);
+                }
             }
         }
         for (i, ready) in socket_ready.into_iter().enumerate() {
@@ -933,5 +971,19 @@ mod tests {
         // A new window reports what was suppressed.
         assert_eq!(l.allow(t0 + LOG_WINDOW), Some(2));
         assert_eq!(l.allow(t0 + LOG_WINDOW), Some(0));
+    }
+
+    #[test]
+    fn maintenance_runs_at_priority_one_except_for_an_owner() {
+        let mut ok = CheckState::new("haproxy", 1, 1, 255);
+        ok.record(Ok(()));
+        let checks = vec![ok];
+        assert_eq!(wanted_priority(150, &checks, false), 150);
+        assert_eq!(wanted_priority(150, &checks, true), UNFIT_PRIORITY);
+        assert_eq!(wanted_priority(150, &[], true), UNFIT_PRIORITY);
+        // An address owner cannot step down by priority (RFC 5798 keeps it at 255).
+        assert_eq!(wanted_priority(255, &checks, true), 255);
+        let failing = vec![CheckState::new("haproxy", 1, 1, 100)];
+        assert_eq!(wanted_priority(150, &failing, false), 50);
     }
 }

@@ -1,10 +1,10 @@
 //! What the control API reports: a snapshot of every instance that the main loop publishes
-//! after each event, and the [`VipBackend`] that answers from it.
+//! after each event, which the control thread answers `Instances` from.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use cairn_control::{VipBackend, VipInstanceStatus};
+use cairn_control::VipInstanceStatus;
 use cairn_vrrp::{Counters, DropReason, Instance};
 
 use crate::actions::state_name;
@@ -37,12 +37,14 @@ pub fn counter_list(c: &Counters) -> Vec<(String, u64)> {
 }
 
 /// The status of one instance.
+#[allow(clippy::too_many_arguments)]
 pub fn instance_status(
     name: &str,
     interface: &str,
     vips: &[cairn_netlink::IpNet],
     instance: &Instance,
     checks: &[CheckState],
+    maintenance: bool,
     since: Instant,
     now: Instant,
 ) -> VipInstanceStatus {
@@ -59,6 +61,7 @@ pub fn instance_status(
         checks: checks.iter().map(|c| c.to_string()).collect(),
         counters: counter_list(instance.counters()),
         in_state_ms: millis_since(since, now),
+        maintenance,
     }
 }
 
@@ -97,12 +100,6 @@ fn millis_since(since: Instant, now: Instant) -> u64 {
     u64::try_from(now.saturating_duration_since(since).as_millis()).unwrap_or(u64::MAX)
 }
 
-impl VipBackend for Snapshot {
-    fn instances(&self) -> Vec<VipInstanceStatus> {
-        self.read()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,7 +126,7 @@ mod tests {
     #[test]
     fn snapshot_is_what_the_backend_answers() {
         let s = Snapshot::default();
-        assert!(s.instances().is_empty());
+        assert!(s.read().is_empty());
         let status = VipInstanceStatus {
             name: "web".into(),
             vrid: 51,
@@ -142,11 +139,11 @@ mod tests {
             checks: vec![],
             counters: vec![],
             in_state_ms: 5,
+            maintenance: true,
         };
         let since = Instant::now() - std::time::Duration::from_millis(1500);
         s.publish(vec![(status.clone(), since)]);
-        let backend: Arc<dyn VipBackend> = Arc::new(s.clone());
-        let got = backend.instances();
+        let got = s.read();
         assert_eq!(got.len(), 1);
         assert!(got[0].in_state_ms >= 1500, "{}", got[0].in_state_ms);
         assert_eq!(
