@@ -46,6 +46,25 @@ pub fn cairn(args: &[&str]) -> Output {
     o
 }
 
+/// `cairn lab up --site <site> --state <state> --nodes <nodes>`, which must succeed.
+pub fn lab_up(site: &Path, state: &str, nodes: &str) -> String {
+    let t = Instant::now();
+    let out = ok(&cairn(&[
+        "lab",
+        "up",
+        "--site",
+        &site.to_string_lossy(),
+        "--state",
+        state,
+        "--nodes",
+        nodes,
+        "--timeout",
+        &UP_TIMEOUT_S.to_string(),
+    ]));
+    eprintln!("lab up ({nodes}): {:.1} s", t.elapsed().as_secs_f64());
+    out
+}
+
 pub fn ok(o: &Output) -> String {
     assert!(o.status.success(), "cairn failed: {}", text(o));
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -171,6 +190,17 @@ pub struct Probe {
 
 impl Probe {
     pub fn start(probe_bin: &Path, client_ns: &str, out: &Path) -> Probe {
+        Self::start_with_timeout(probe_bin, client_ns, out, 100)
+    }
+
+    /// Like [`Probe::start`], with another per-request timeout: a request that takes
+    /// longer counts as failed.
+    pub fn start_with_timeout(
+        probe_bin: &Path,
+        client_ns: &str,
+        out: &Path,
+        timeout_ms: u32,
+    ) -> Probe {
         // `ip netns exec` execs the probe, so this child's pid is the probe's.
         let child = Command::new("ip")
             .args(["netns", "exec", client_ns])
@@ -181,7 +211,7 @@ impl Probe {
                 "--every-ms",
                 "10",
                 "--timeout-ms",
-                "100",
+                &timeout_ms.to_string(),
                 "--duration-ms",
                 "0",
                 "--out",

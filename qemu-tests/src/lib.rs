@@ -234,8 +234,8 @@ pub fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
     Ok((status, body))
 }
 
-/// Byte offset of partition `n` (1-based) of a GPT disk image, from sgdisk.
-pub fn partition_offset(disk: &Path, n: u32) -> u64 {
+/// Byte offset and length of partition `n` (1-based) of a GPT disk image, from sgdisk.
+pub fn partition_range(disk: &Path, n: u32) -> (u64, u64) {
     let out = Command::new("sgdisk")
         .arg("-i")
         .arg(n.to_string())
@@ -243,13 +243,21 @@ pub fn partition_offset(disk: &Path, n: u32) -> u64 {
         .output()
         .unwrap_or_else(|e| panic!("cannot run sgdisk (gdisk): {e}"));
     let text = String::from_utf8_lossy(&out.stdout);
-    let first = text
-        .lines()
-        .find_map(|l| l.strip_prefix("First sector: "))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or_else(|| panic!("sgdisk -i {n} {}: {text}", disk.display()));
-    first * 512
+    let field = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("sgdisk -i {n} {}: no {name:?} in {text}", disk.display()))
+    };
+    let first = field("First sector: ");
+    let last = field("Last sector: ");
+    (first * 512, (last + 1 - first) * 512)
+}
+
+/// Byte offset of partition `n` (1-based) of a GPT disk image.
+pub fn partition_offset(disk: &Path, n: u32) -> u64 {
+    partition_range(disk, n).0
 }
 
 /// Extracts the erofs root of a build's `disk.img` (root-a, `rootfs` bytes

@@ -546,20 +546,7 @@ fn lb_pair_serves_through_the_vip_fails_over_under_load_and_preempts() {
     ok(&cairn(&["lab", "down", "--state", &state]));
     let _down = Down(state_path.clone());
 
-    let t = Instant::now();
-    ok(&cairn(&[
-        "lab",
-        "up",
-        "--site",
-        &site.to_string_lossy(),
-        "--state",
-        &state,
-        "--nodes",
-        "lb1,lb2,web1,web2",
-        "--timeout",
-        &UP_TIMEOUT_S.to_string(),
-    ]));
-    eprintln!("lab up (lb1, lb2): {:.1} s", t.elapsed().as_secs_f64());
+    lab_up(&site, &state, "lb1,lb2,web1,web2");
 
     // lb1 (priority 200) holds the VIP.
     let t = Instant::now();

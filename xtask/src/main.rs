@@ -6,6 +6,7 @@ mod bench;
 mod bench_chart;
 mod bench_debian;
 mod bench_image;
+mod bench_update;
 mod bench_vrrp;
 mod demo;
 mod demo_lb;
@@ -69,6 +70,9 @@ enum BenchPart {
     /// Boot to serving and footprint: the cairn `lb` image against a minimal
     /// Debian image (mmdebstrap), plus bench/boot-timeline.png (root).
     Boot,
+    /// A/B upgrade: bundle size, time to apply, rolling upgrade of the LB pair under a
+    /// client, time to automatic rollback (root, QEMU lab; runs/3 scenario runs).
+    Upgrade,
 }
 
 fn main() -> Result<()> {
@@ -92,6 +96,7 @@ fn main() -> Result<()> {
             match only {
                 Some(BenchPart::Failover) => bench_vrrp::run_alone(runs),
                 Some(BenchPart::Boot) => bench_debian::run_alone(runs),
+                Some(BenchPart::Upgrade) => bench_update::run_alone(runs),
                 None => bench::run(runs),
             }
         }

@@ -34,8 +34,9 @@ pub(crate) fn upgrade(socket: &Path, now: bool, wait: bool, json: bool) -> anyho
     let status = loop {
         let status = match client.status() {
             Ok(s) => s,
-            // The box went down for the reboot we asked for.
-            Err(ClientError::Disconnected { .. }) if last_state == "rebooting" => {
+            // The box went down for the reboot that follows an install (the agent may
+            // still have said "installing" at our last poll).
+            Err(ClientError::Disconnected { .. }) if going_down(&last_state) => {
                 if !json {
                     writeln!(out, "rebooting")?;
                 }
@@ -68,6 +69,11 @@ pub(crate) fn upgrade(socket: &Path, now: bool, wait: bool, json: bool) -> anyho
     }
     out.flush()?;
     Ok(status.last_error.is_empty() || status.last_result != status.last_error)
+}
+
+/// Whether the agent's last state means the box may be rebooting for an install.
+fn going_down(state: &str) -> bool {
+    state == "installing" || state == "rebooting" || state.starts_with("waiting to reboot")
 }
 
 /// `cairnctl upgrade --status`: cairn-updated's status as a table or JSON.

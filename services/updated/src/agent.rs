@@ -363,10 +363,17 @@ impl Agent {
             .iter()
             .map(|&slot| {
                 let booted = slot == setup.booted;
+                // Every entry but the booted one points at the other slot: the agent deletes
+                // all others before it writes that slot. The factory image's version is known
+                // only that way.
                 let version = if booted {
                     Some(setup.image.version.clone())
                 } else {
-                    inner.remembered.slot(slot).map(str::to_owned)
+                    inner.remembered.slot(slot).map(str::to_owned).or_else(|| {
+                        all.iter()
+                            .find(|e| e.version != setup.image.version)
+                            .map(|e| e.version.clone())
+                    })
                 };
                 let file = version
                     .as_ref()

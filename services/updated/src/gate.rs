@@ -6,8 +6,9 @@
 //! - `peer-holds-vip`: every instance a backup under a present master: reboot. Otherwise,
 //!   if another node of the role serves every frontend on its own address, ask cairn-vipd
 //!   for maintenance mode (priority 1: the master resigns and the peer takes over) and wait
-//!   up to [`HANDOVER_TIMEOUT`] for the peer to become master; then reboot. If the peer
-//!   does not take over in time, end maintenance and wait.
+//!   up to [`HANDOVER_TIMEOUT`] for the peer to become master and to have stayed master for
+//!   [`HANDOVER_SETTLE`] (a peer about to reboot into its own update hands the VIPs straight
+//!   back); then reboot. If that does not happen in time, end maintenance and wait.
 
 use std::time::Duration;
 
@@ -16,6 +17,8 @@ use cairn_site::RebootPolicy;
 
 /// How long a master in maintenance mode waits for a peer to take over.
 pub const HANDOVER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the peer must have held the VIPs after a handover before this box reboots.
+pub const HANDOVER_SETTLE: Duration = Duration::from_secs(3);
 
 /// What the gate looks at.
 #[derive(Debug, Clone, Copy)]
@@ -58,6 +61,18 @@ pub fn decide(input: &Input<'_>, peer_serves: impl FnOnce() -> Result<String, St
         Err(reason) => return Step::Wait(format!("cannot read cairn-vipd: {reason}")),
     };
     if instances.iter().all(|i| i.peer_is_master()) {
+        // After a handover, make sure the peer keeps the VIP: a peer that is about to reboot
+        // into its own update hands it straight back (both boxes upgrading at once).
+        let settling = input.maintenance_for.is_some()
+            && instances
+                .iter()
+                .any(|i| Duration::from_millis(i.in_state_ms) < HANDOVER_SETTLE);
+        if settling {
+            return Step::Wait(format!(
+                "the peer holds the virtual IPs; making sure it keeps them for {} s",
+                HANDOVER_SETTLE.as_secs()
+            ));
+        }
         return Step::Reboot;
     }
     if let Some(waited) = input.maintenance_for {
@@ -187,10 +202,19 @@ mod tests {
             decide(&i, no_peer_check),
             Step::Wait("handing over v4 to a peer".into())
         );
-        let done = [inst("v4", "backup", "192.0.2.12")];
+        // The peer took over a moment ago: wait until it has kept the VIPs a while.
+        let mut fresh = inst("v4", "backup", "192.0.2.12");
+        fresh.in_state_ms = 500;
         let i = Input {
             maintenance_for: Some(Duration::from_secs(3)),
-            ..input(Ok(&done))
+            ..input(Ok(std::slice::from_ref(&fresh)))
+        };
+        assert!(matches!(decide(&i, no_peer_check), Step::Wait(w) if w.contains("keeps them")));
+        let mut settled = fresh.clone();
+        settled.in_state_ms = HANDOVER_SETTLE.as_millis() as u64;
+        let i = Input {
+            maintenance_for: Some(Duration::from_secs(5)),
+            ..input(Ok(std::slice::from_ref(&settled)))
         };
         assert_eq!(decide(&i, no_peer_check), Step::Reboot);
         let i = Input {

@@ -17,5 +17,6 @@ pub mod esp;
 pub mod gate;
 pub mod http;
 pub mod osrelease;
+pub mod priority;
 pub mod slots;
 pub mod state;

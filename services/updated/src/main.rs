@@ -127,6 +127,10 @@ fn peers(site: &Site, role: Option<&str>, me: Option<String>) -> Peers {
 fn main() -> ExitCode {
     let args = Args::parse();
     init_logging();
+    // Before any thread starts, so every thread inherits it.
+    if let Err(e) = cairn_updated::priority::lower() {
+        tracing::warn!("cannot lower the CPU and I/O priority: {e}");
+    }
     let site = match cairn_site::load_site(&args.site) {
         Ok(s) => s,
         Err(e) => {

@@ -177,15 +177,14 @@ impl Instance {
     }
 
     /// A master gives up its role without stopping: it sends a priority-0 advert (so the best
-    /// backup takes over after its Skew_Time), removes the VIPs and listens as Backup. With no
-    /// other router it becomes master again after Master_Down_Interval. Does nothing unless
-    /// Master.
+    /// backup takes over after its Skew_Time) and listens as Backup. Like a shutdown it keeps
+    /// the VIPs until its successor's first advert plus [`RELEASE_LINGER`], so clients never
+    /// find nobody at the VIP; with no other router it keeps them and becomes master again
+    /// after Master_Down_Interval. Does nothing unless Master.
     pub fn resign(&mut self, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
         if self.state == State::Master {
-            self.send(0, &mut actions);
-            self.master = None;
-            self.become_backup(now, &mut actions);
+            self.resign_keeping_vips(now, &mut actions);
         }
         actions
     }
@@ -346,6 +345,14 @@ impl Instance {
         match self.state {
             State::Initialize => {}
             State::Backup => {
+                if let Some(at) = self.release_timer
+                    && advert.priority > 0
+                    && !self.release_heard
+                {
+                    // Our successor speaks: it holds the VIPs and has announced them.
+                    self.release_heard = true;
+                    self.release_timer = Some(at.min(now + RELEASE_LINGER));
+                }
                 if advert.priority == 0 {
                     // The master resigned: take over after Skew_Time unless a better backup
                     // speaks first.
@@ -392,6 +399,9 @@ impl Instance {
             State::Backup => {
                 if self.master_down_timer.is_some_and(|t| t <= now) {
                     self.become_master(now, actions);
+                } else if self.release_timer.is_some_and(|t| t <= now) {
+                    self.release_timer = None;
+                    actions.push(Action::RemoveVips);
                 }
             }
             State::Master => {
@@ -422,9 +432,7 @@ impl Instance {
                 // best backup takes over after its Skew_Time) instead of waiting for it to
                 // outlast our adverts; alone on the link we are master again after
                 // Master_Down_Interval.
-                self.send(0, actions);
-                self.master = None;
-                self.become_backup(now, actions);
+                self.resign_keeping_vips(now, actions);
                 return;
             }
             // Tell backups now rather than at the next Adver_Timer, so a preempting backup
@@ -437,6 +445,8 @@ impl Instance {
     fn become_master(&mut self, now: Instant, actions: &mut Vec<Action>) {
         let from = self.state;
         self.stop_timers();
+        // Still holding the VIPs from a resignation nobody took over: keep them.
+        self.release_timer = None;
         self.state = State::Master;
         self.counters.became_master += 1;
         // Addresses and the first gratuitous ARP / NA go out before the advert (RFC 5798
@@ -458,6 +468,24 @@ impl Instance {
     fn become_backup(&mut self, now: Instant, actions: &mut Vec<Action>) {
         self.master_down_timer = Some(now + self.master_down_interval());
         self.become_backup_keeping_timer(actions);
+    }
+
+    /// Master → Backup after a priority-0 advert, keeping the VIPs until the successor has
+    /// spoken (plus [`RELEASE_LINGER`]) or Master_Down_Interval has passed.
+    fn resign_keeping_vips(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        let from = self.state;
+        self.send(0, actions);
+        self.master = None;
+        self.stop_timers();
+        self.master_down_timer = Some(now + self.master_down_interval());
+        self.release_timer = Some(now + self.master_down_interval());
+        self.release_heard = false;
+        self.state = State::Backup;
+        self.counters.became_backup += 1;
+        actions.push(Action::StateChanged {
+            from,
+            to: State::Backup,
+        });
     }
 
     /// Enters Backup with the Master_Down_Timer already set by the caller.

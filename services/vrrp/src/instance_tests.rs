@@ -555,20 +555,31 @@ fn resign_sends_priority_zero_and_backs_off() {
     let mut instance = started(config(100, 5), t0);
     let t1 = make_master(&mut instance, t0);
     let actions = instance.resign(t1);
+    // The VIPs stay until the successor has spoken.
     assert_eq!(
         actions,
         vec![
             Action::SendAdvert { priority: 0 },
-            Action::RemoveVips,
             changed(State::Master, State::Backup),
         ]
     );
+    assert!(instance.is_releasing());
     assert_eq!(
         instance.next_deadline(),
         Some(t1 + master_down_interval(100, 100))
     );
     // Not master: nothing to resign.
     assert!(instance.resign(t1).is_empty());
+    // The successor's first advert: the VIPs go RELEASE_LINGER later.
+    let t2 = t1 + ms(30);
+    assert!(instance.handle(advert_from(9, 200, 100), t2).is_empty());
+    assert_eq!(instance.next_deadline(), Some(t2 + RELEASE_LINGER));
+    assert_eq!(
+        instance.handle(Input::Timer, t2 + RELEASE_LINGER),
+        vec![Action::RemoveVips]
+    );
+    assert!(!instance.is_releasing());
+    assert_eq!(instance.state(), State::Backup);
 }
 
 #[test]
@@ -657,16 +668,17 @@ fn master_driven_to_the_floor_resigns_at_once() {
         vec![Action::SendAdvert { priority: 120 }]
     );
     assert_eq!(instance.state(), State::Master);
-    // Unfit: priority 0, VIPs gone, Backup with a fresh Master_Down_Timer at priority 1.
+    // Unfit: priority 0, Backup with a fresh Master_Down_Timer at priority 1, the VIPs kept
+    // until a successor speaks.
     let t2 = t1 + ms(50);
     assert_eq!(
         instance.handle(Input::SetPriority(UNFIT_PRIORITY), t2),
         vec![
             Action::SendAdvert { priority: 0 },
-            Action::RemoveVips,
             changed(State::Master, State::Backup),
         ]
     );
+    assert!(instance.is_releasing());
     assert_eq!(instance.priority(), UNFIT_PRIORITY);
     assert_eq!(
         instance.next_deadline(),
@@ -676,6 +688,11 @@ fn master_driven_to_the_floor_resigns_at_once() {
     let back = instance.next_deadline().unwrap();
     let actions = instance.handle(Input::Timer, back);
     assert!(actions.contains(&Action::AddVips));
+    assert!(
+        !actions.contains(&Action::RemoveVips),
+        "the VIPs were never vacant"
+    );
+    assert!(!instance.is_releasing());
     assert_eq!(instance.state(), State::Master);
     // Already at the floor: nothing more.
     assert!(

@@ -337,5 +337,8 @@ fn resign_without_shutdown_hands_over_and_stays_backup() {
     // The non-preempting former master accepts the new, lower master.
     assert_eq!(lan.masters(), vec![0]);
     assert_eq!(lan.routers[1].instance.state(), State::Backup);
-    assert_eq!(lan.max_holders, 1);
+    assert!(!lan.routers[1].holds_vips, "released after the linger");
+    // Two holders only during the linger after the successor's first advert; never none.
+    assert_eq!(lan.max_holders, 2);
+    assert_eq!(lan.vacant_ticks, 0, "the VIP was never vacant");
 }
