@@ -348,8 +348,8 @@ fn write_report(report: &Report) -> Result<()> {
         ));
     }
     md.push_str(&format!(
-        "\n## Images (`base` role, `qemu-x86_64` profile, example site)\n\nBoots under {}; one VM at a time. \
-         Two builds byte-identical: **{}**.\n\n",
+        "\n## Images (`qemu-x86_64` profile, example site: builds of `base` and `lb`, sizes and boots of `base`)\n\nBoots under {}; one VM at a time. \
+         Two builds byte-identical, update bundle included: **{}**.\n\n",
         report.accel,
         if report.images_identical { "yes" } else { "NO" }
     ));

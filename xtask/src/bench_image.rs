@@ -23,7 +23,7 @@ pub struct ImageResults {
     pub accel: String,
 }
 
-fn build(cairn: &Path, out: &Path, cache: Option<&Path>) -> Result<f64> {
+fn build(cairn: &Path, role: &str, out: &Path, cache: Option<&Path>) -> Result<f64> {
     let mut cmd = Command::new(cairn);
     cmd.args([
         "build",
@@ -31,7 +31,7 @@ fn build(cairn: &Path, out: &Path, cache: Option<&Path>) -> Result<f64> {
         "--profile",
         "qemu-x86_64",
         "--role",
-        "base",
+        role,
         "--site",
     ])
     .arg(root().join("examples/site.toml"))
@@ -79,29 +79,41 @@ pub fn run(runs: usize) -> Result<ImageResults> {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
 
-    step("image build: cold (empty package cache) and warm");
+    step("image builds: cold (empty package cache) and warm, base and lb roles");
     // Box binaries are compiled by the first build; time builds after that.
-    build(&cairn, &dir.join("prime"), None)?;
-    let cold_cache = dir.join("cold-cache");
-    let cold = build(&cairn, &dir.join("cold"), Some(&cold_cache))?;
-    let _ = std::fs::remove_dir_all(&cold_cache);
+    build(&cairn, "base", &dir.join("prime"), None)?;
+    let mut cold = Vec::new();
     let mut warm = Vec::new();
-    for i in 0..runs.min(3) {
-        warm.push(build(&cairn, &dir.join(format!("warm{i}")), None)?);
+    let mut identical = true;
+    for role in ["base", "lb"] {
+        let cold_cache = dir.join(format!("cold-cache-{role}"));
+        let c = build(
+            &cairn,
+            role,
+            &dir.join(format!("{role}-cold")),
+            Some(&cold_cache),
+        )?;
+        let _ = std::fs::remove_dir_all(&cold_cache);
+        let mut w = Vec::new();
+        for i in 0..runs.min(3) {
+            w.push(build(
+                &cairn,
+                role,
+                &dir.join(format!("{role}-warm{i}")),
+                None,
+            )?);
+        }
+        println!("    {role}: cold {c:.1} s, warm {w:.1?} s");
+        let same = same_bytes(
+            &dir.join(format!("{role}-warm0")),
+            &dir.join(format!("{role}-cold")),
+        );
+        println!("    {role}: two builds byte-identical (bundle included): {same}");
+        identical &= same;
+        cold.push((role, c));
+        warm.push((role, w));
     }
-    println!("    cold {cold:.1} s, warm {warm:.1?} s");
-    let a = dir.join("warm0");
-    let b = dir.join("cold");
-    let identical = [
-        "disk.img",
-        "disk.qcow2",
-        "pxe/vmlinuz",
-        "pxe/initrd",
-        "pxe/boot.ipxe",
-    ]
-    .iter()
-    .all(|f| std::fs::read(a.join(f)).ok() == std::fs::read(b.join(f)).ok());
-    println!("    two builds byte-identical: {identical}");
+    let a = dir.join("base-warm0");
 
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(a.join("manifest.json"))?)?;
@@ -140,14 +152,22 @@ pub fn run(runs: usize) -> Result<ImageResults> {
         );
     }
     let one = |v: f64| vec![v];
-    let metrics = vec![
-        Metric::new(
-            "build, cold (empty package cache; downloads ~70 MB)",
+    let mut metrics = Vec::new();
+    for ((role, c), (_, w)) in cold.into_iter().zip(warm) {
+        metrics.push(Metric::new(
+            &format!("{role}: build, cold (empty package cache; downloads the role's packages)"),
             "s",
             "",
-            one(cold),
-        ),
-        Metric::new("build, warm", "s", "< 30 s", warm),
+            one(c),
+        ));
+        metrics.push(Metric::new(
+            &format!("{role}: build, warm"),
+            "s",
+            "< 30 s",
+            w,
+        ));
+    }
+    metrics.extend([
         Metric::new(
             "disk.img (raw, sparse-capable)",
             "MiB",
@@ -204,12 +224,31 @@ pub fn run(runs: usize) -> Result<ImageResults> {
             pxe_wall,
         ),
         Metric::new("  of which kernel start → CAIRN-READY", "s", "", pxe_kernel),
-    ];
+    ]);
     Ok(ImageResults {
         metrics,
         identical,
         accel: format!("{} ({})", accel.accel.name(), accel.note),
     })
+}
+
+/// Whether two build directories hold the same bytes in every artifact, the
+/// signed update bundle included.
+fn same_bytes(a: &Path, b: &Path) -> bool {
+    [
+        "disk.img",
+        "disk.qcow2",
+        "pxe/vmlinuz",
+        "pxe/initrd",
+        "pxe/boot.ipxe",
+        "manifest.json",
+        "bundle/manifest.json",
+        "bundle/manifest.json.sig",
+        "bundle/root.img",
+        "bundle/cairn.efi",
+    ]
+    .iter()
+    .all(|f| std::fs::read(a.join(f)).ok() == std::fs::read(b.join(f)).ok())
 }
 
 /// Size of `zstd -19` of a file (what a USB image download would be), if zstd exists.

@@ -56,7 +56,11 @@ fn vipd_maintenance_hands_the_vip_to_the_peer_and_takes_it_back() {
     });
     // a keeps the VIP until b's first advert plus the release linger (never vacant), then
     // only b holds it.
-    c.expect_holders(&["b"], Duration::from_secs(2), "a released after the handover");
+    c.expect_holders(
+        &["b"],
+        Duration::from_secs(2),
+        "a released after the handover",
+    );
     // a outranks b by configuration and preempts, yet stays out while in maintenance.
     c.hold_steady_among("b", &["a", "b"], Duration::from_millis(1500));
     eprintln!(
