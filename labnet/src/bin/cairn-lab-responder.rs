@@ -42,25 +42,23 @@ fn main() -> anyhow::Result<()> {
     };
     eprintln!("cairn-lab-responder: {body} on {}", args.listen);
     let body = format!("{body}\n");
-    for conn in listener.incoming() {
-        let stream = match conn {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("cairn-lab-responder: accept: {e}");
-                continue;
-            }
-        };
-        let body = body.clone();
-        std::thread::spawn(move || {
-            if let Err(e) = cairn_labnet::http::serve(stream, &body) {
-                eprintln!("cairn-lab-responder: {e}");
-            }
-        });
-    }
-    Ok(())
+    serve_each(&listener, move |stream| {
+        cairn_labnet::http::serve(stream, &body)
+    })
 }
 
 fn serve_dir(listener: &TcpListener, dir: &std::path::Path) -> anyhow::Result<()> {
+    let dir = dir.to_path_buf();
+    serve_each(listener, move |stream| {
+        cairn_labnet::static_files::serve(stream, &dir)
+    })
+}
+
+/// Answers every connection on a thread of its own with `serve`.
+fn serve_each(
+    listener: &TcpListener,
+    serve: impl Fn(std::net::TcpStream) -> std::io::Result<()> + Clone + Send + 'static,
+) -> anyhow::Result<()> {
     for conn in listener.incoming() {
         let stream = match conn {
             Ok(s) => s,
@@ -69,9 +67,9 @@ fn serve_dir(listener: &TcpListener, dir: &std::path::Path) -> anyhow::Result<()
                 continue;
             }
         };
-        let dir = dir.to_path_buf();
+        let serve = serve.clone();
         std::thread::spawn(move || {
-            if let Err(e) = cairn_labnet::static_files::serve(stream, &dir) {
+            if let Err(e) = serve(stream) {
                 eprintln!("cairn-lab-responder: {e}");
             }
         });
