@@ -23,6 +23,10 @@ pub struct RoleDef {
     /// Data files copied as they are.
     #[serde(default)]
     pub files: Vec<PathBuf>,
+    /// Shared objects the programs `dlopen` (plugins no ELF dependency walk
+    /// finds), each copied with its own shared-library closure.
+    #[serde(default)]
+    pub dlopen: Vec<DlopenSet>,
     /// Kernel modules beyond the profile's.
     #[serde(default)]
     pub modules: Vec<String>,
@@ -57,6 +61,19 @@ pub struct RoleUser {
     pub home: PathBuf,
 }
 
+/// Plugins under one directory of a package: `dir` plus patterns relative
+/// to it (`*` and `?` in the last component only). Every pattern must match
+/// at least one file, so a renamed plugin fails the build instead of the box.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DlopenSet {
+    /// The plugin directory (absolute, inside the packages).
+    pub dir: PathBuf,
+    /// Files to take, relative to `dir` (`xlator/mgmt/glusterd.so`,
+    /// `xlator/features/*.so`).
+    pub include: Vec<String>,
+}
+
 fn default_home() -> PathBuf {
     PathBuf::from("/nonexistent")
 }
@@ -67,6 +84,9 @@ fn default_home() -> PathBuf {
 pub enum SiteConfig {
     /// `/etc/haproxy/haproxy.cfg` from the site's `[lb]` section.
     Haproxy,
+    /// `/etc/hosts` (localhost and every node of the site with its first
+    /// address) and `/etc/nsswitch.conf` (`hosts: files dns`).
+    Hosts,
 }
 
 impl SiteConfig {
@@ -74,6 +94,7 @@ impl SiteConfig {
     pub fn path(self) -> &'static str {
         match self {
             SiteConfig::Haproxy => "/etc/haproxy/haproxy.cfg",
+            SiteConfig::Hosts => "/etc/hosts",
         }
     }
 }
@@ -164,6 +185,7 @@ pub fn load_role(dir: &Path, name: &str) -> Result<RoleDef, RoleError> {
         }
     }
     check_names(&role, &invalid)?;
+    check_dlopen(&role, &invalid)?;
     let services = dir.join(name).join("services.toml");
     if services.is_file() {
         role.services = std::fs::read_to_string(&services).map_err(|source| RoleError::Read {
@@ -172,6 +194,53 @@ pub fn load_role(dir: &Path, name: &str) -> Result<RoleDef, RoleError> {
         })?;
     }
     Ok(role)
+}
+
+/// Checks the `dlopen` sets: absolute directories, relative patterns without
+/// `..`, wildcards only in the last component.
+fn check_dlopen(
+    role: &RoleDef,
+    invalid: &dyn Fn(String, String) -> RoleError,
+) -> Result<(), RoleError> {
+    for (i, set) in role.dlopen.iter().enumerate() {
+        let s = set.dir.to_string_lossy();
+        if !set.dir.is_absolute() || s.split('/').any(|c| c == ".." || c == ".") {
+            return Err(invalid(
+                format!("dlopen[{i}].dir"),
+                format!("{s} is not an absolute path without `.` or `..`"),
+            ));
+        }
+        if s.contains(['*', '?']) {
+            return Err(invalid(
+                format!("dlopen[{i}].dir"),
+                format!("{s}: wildcards belong in `include`, not in the directory"),
+            ));
+        }
+        if set.include.is_empty() {
+            return Err(invalid(
+                format!("dlopen[{i}].include"),
+                "name at least one file or pattern (the whole directory is never taken)".into(),
+            ));
+        }
+        for (k, pat) in set.include.iter().enumerate() {
+            let parts: Vec<&str> = pat.split('/').collect();
+            let bad_part = parts
+                .iter()
+                .any(|c| c.is_empty() || *c == "." || *c == "..");
+            let wild_dirs = parts[..parts.len() - 1]
+                .iter()
+                .any(|c| c.contains(['*', '?']));
+            if pat.starts_with('/') || bad_part || wild_dirs || pat.contains("**") {
+                return Err(invalid(
+                    format!("dlopen[{i}].include[{k}]"),
+                    format!(
+                        "{pat:?} is not a relative file pattern (no leading '/', '.', '..' or '**'; `*` and `?` only in the file name)"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Checks user and box binary names and numbers.
@@ -313,6 +382,56 @@ mod tests {
             let e = role_error(body);
             assert!(e.contains(want), "{body}: {e}");
         }
+    }
+
+    #[test]
+    fn bad_dlopen_sets_are_named() {
+        let cases = [
+            (
+                "[[dlopen]]\ndir = \"lib/x\"\ninclude = [\"a.so\"]\n",
+                "field `dlopen[0].dir`: lib/x is not an absolute path",
+            ),
+            (
+                "[[dlopen]]\ndir = \"/usr/lib/*\"\ninclude = [\"a.so\"]\n",
+                "field `dlopen[0].dir`: /usr/lib/*: wildcards belong in `include`",
+            ),
+            (
+                "[[dlopen]]\ndir = \"/usr/lib/x\"\ninclude = []\n",
+                "field `dlopen[0].include`: name at least one file",
+            ),
+            (
+                "[[dlopen]]\ndir = \"/usr/lib/x\"\ninclude = [\"a.so\", \"*/b.so\"]\n",
+                "field `dlopen[0].include[1]`: \"*/b.so\" is not a relative file pattern",
+            ),
+            (
+                "[[dlopen]]\ndir = \"/usr/lib/x\"\ninclude = [\"../b.so\"]\n",
+                "field `dlopen[0].include[0]`: \"../b.so\" is not a relative file pattern",
+            ),
+        ];
+        for (body, want) in cases {
+            let e = role_error(body);
+            assert!(e.contains(want), "{body}: {e}");
+        }
+    }
+
+    #[test]
+    fn storage_role_declares_its_xlators_explicitly() {
+        let r = load_role(&roles_dir(), "storage").unwrap();
+        assert!(r.binaries.contains(&PathBuf::from("/usr/sbin/glusterd")));
+        assert!(r.binaries.contains(&PathBuf::from("/sbin/mkfs.xfs")));
+        assert_eq!(r.dlopen.len(), 1);
+        let inc = &r.dlopen[0].include;
+        assert!(
+            inc.contains(&"xlator/mgmt/glusterd.so".to_owned()),
+            "{inc:?}"
+        );
+        assert!(
+            inc.contains(&"rpc-transport/socket.so".to_owned()),
+            "{inc:?}"
+        );
+        assert!(r.modules.contains(&"xfs".to_owned()));
+        assert_eq!(r.box_binaries, vec!["cairn-storage".to_owned()]);
+        assert!(r.services.contains("glusterd"));
     }
 
     #[test]

@@ -26,6 +26,11 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ),
     ("curl", "HTTP client in the lab's client namespace"),
     (
+        "glusterfs-client",
+        "the native FUSE client that mounts the storage lab's volume",
+    ),
+    ("xfsprogs", "mkfs.xfs for the storage role's brick tests"),
+    (
         "haproxy",
         "`haproxy -c` checks the haproxy.cfg the builder renders for the lb role",
     ),

@@ -343,11 +343,15 @@ fn root_tree(
         rootfs::install(&box_bin.join(&b), tree, &format!("usr/sbin/{b}"), 0o755)?;
     }
     // Role programs and their libraries, taken from the extracted packages.
-    let binaries: Vec<&PathBuf> = inputs
+    let mut binaries: Vec<PathBuf> = inputs
         .roles
         .iter()
-        .flat_map(|r| r.binaries.iter())
+        .flat_map(|r| r.binaries.iter().cloned())
         .collect();
+    // Plugins the programs dlopen, with their own libraries.
+    for r in &inputs.roles {
+        binaries.extend(super::dlopen::expand(&sysroot.dir, &r.name, &r.dlopen)?);
+    }
     if !binaries.is_empty() {
         let closure = elf::library_closure(&sysroot.dir, &binaries)?;
         for f in &closure.files {

@@ -6,7 +6,9 @@
 
 mod artifacts;
 mod bundle;
+pub mod dlopen;
 pub mod haproxy;
+pub mod hosts;
 pub mod manifest;
 pub mod rootfs;
 pub mod rootimg;
@@ -179,6 +181,10 @@ fn render_site_configs(
                     };
                     haproxy::render(site, &run_as)
                         .with_context(|| format!("{}", site_file.display()))?
+                }
+                SiteConfig::Hosts => {
+                    out.push((hosts::NSSWITCH_PATH.to_owned(), hosts::NSSWITCH.to_owned()));
+                    hosts::render(site)
                 }
             };
             out.push((c.path().to_owned(), text));

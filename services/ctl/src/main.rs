@@ -19,6 +19,7 @@ use clap::{Parser, Subcommand};
 mod agent;
 mod lb;
 mod notify;
+mod storage;
 mod sysinfo;
 mod table;
 mod upgrade;
@@ -124,6 +125,19 @@ enum Command {
             default_value = DEFAULT_VIP_SOCKET
         )]
         socket: PathBuf,
+    },
+    /// Show the storage role: Gluster peers, volumes, bricks online and pending heal
+    /// entries, with a one-line verdict. Exit 1 when glusterd cannot be asked.
+    Storage {
+        /// Print one JSON object {verdict, peers, volumes, errors} instead of the view.
+        #[arg(long)]
+        json: bool,
+        /// The gluster CLI.
+        #[arg(long, value_name = "PATH", default_value = "/usr/sbin/gluster")]
+        gluster: PathBuf,
+        /// The site file (names the nodes behind the addresses).
+        #[arg(long, value_name = "PATH", default_value = "/etc/cairn/site.toml")]
+        site: PathBuf,
     },
     /// Show the load-balancer role: VRRP (cairn-vipd) and HAProxy's frontends, backends and
     /// servers, with a one-line verdict. Exit 1 when either cannot be reached.
@@ -255,6 +269,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Poweroff => power(socket, PowerAction::Poweroff),
         Command::Vip { json, socket } => vip::show(&socket, json),
         Command::Sysinfo { json } => sysinfo::show(json),
+        Command::Storage {
+            json,
+            gluster,
+            site,
+        } => storage::show(&gluster, &site, json),
         Command::Lb {
             json,
             haproxy_socket,

@@ -9,6 +9,7 @@ pub mod error;
 mod net;
 mod profile;
 mod site;
+mod storage;
 mod update;
 pub mod version_syntax;
 
@@ -19,4 +20,5 @@ pub use site::{
     Backend, Cluster, Frontend, FrontendMode, ImageSection, LbSection, Network, Node, Role, Site,
     load_site, parse_site,
 };
+pub use storage::{BRICKS_DIR, BrickDisk, StorageSection, Volume, VolumeType};
 pub use update::{RebootPolicy, UpdateConfig};

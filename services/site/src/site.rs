@@ -10,6 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::{Collector, FileErrors, from_toml, read};
 use crate::net::{IfAddr, Mac};
+use crate::storage::StorageSection;
 use crate::update::UpdateConfig;
 use crate::version_syntax;
 
@@ -85,6 +86,8 @@ pub struct Site {
     pub nodes: Vec<Node>,
     /// The load balancer role's settings.
     pub lb: Option<LbSection>,
+    /// The storage role's Gluster volumes (docs/storage.md).
+    pub storage: Option<StorageSection>,
     /// A/B update settings; without them images carry no update bundle.
     pub update: Option<UpdateConfig>,
 }
@@ -359,6 +362,18 @@ impl Site {
             None if has_lb => c.add("lb", "the site has load-balancer nodes but no [lb] section"),
             None => {}
             Some(lb) => lb.validate(c),
+        }
+        let has_storage = self
+            .nodes
+            .iter()
+            .any(|n| n.role == Role::Storage && !n.external);
+        match &self.storage {
+            None if has_storage => c.add(
+                "storage",
+                "the site has storage nodes but no [storage] section",
+            ),
+            None => {}
+            Some(st) => st.validate(&self.nodes, c),
         }
     }
 

@@ -1,0 +1,111 @@
+//! Running the gluster CLI: always `--mode=script` (no questions) and
+//! `--xml` (parsed by [`crate::xml`]), with a bounded timeout.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::xml::{self, Peer, VolumeInfo, XmlError};
+
+/// Why a gluster CLI call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The program could not run.
+    #[error("running {program}: {source}")]
+    Spawn {
+        /// The CLI.
+        program: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// It ran but its answer is an error.
+    #[error("gluster {args}: {source}")]
+    Answer {
+        /// The arguments, space-separated.
+        args: String,
+        /// Why.
+        #[source]
+        source: XmlError,
+    },
+}
+
+/// The gluster CLI.
+#[derive(Debug, Clone)]
+pub struct Cli {
+    /// The program (`/usr/sbin/gluster`).
+    pub program: PathBuf,
+    /// Seconds the CLI waits for glusterd (`--timeout`).
+    pub timeout_s: u32,
+}
+
+impl Default for Cli {
+    fn default() -> Self {
+        Self {
+            program: PathBuf::from("/usr/sbin/gluster"),
+            timeout_s: 60,
+        }
+    }
+}
+
+impl Cli {
+    /// Runs `gluster --mode=script --xml --timeout=N <args>`; the XML text.
+    pub fn raw(&self, args: &[String]) -> Result<String, CliError> {
+        let out = Command::new(&self.program)
+            .arg("--mode=script")
+            .arg("--xml")
+            .arg(format!("--timeout={}", self.timeout_s))
+            .args(args)
+            .output()
+            .map_err(|source| CliError::Spawn {
+                program: self.program.clone(),
+                source,
+            })?;
+        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.trim().is_empty() {
+            text = String::from_utf8_lossy(&out.stderr).into_owned();
+        }
+        Ok(text)
+    }
+
+    fn parsed<T>(
+        &self,
+        args: &[&str],
+        f: impl FnOnce(&str) -> Result<T, XmlError>,
+    ) -> Result<T, CliError> {
+        let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+        let text = self.raw(&args)?;
+        f(&text).map_err(|source| CliError::Answer {
+            args: args.join(" "),
+            source,
+        })
+    }
+
+    /// Runs a command whose answer is only success or failure.
+    pub fn run(&self, args: &[String]) -> Result<(), CliError> {
+        let text = self.raw(args)?;
+        xml::check(&text).map_err(|source| CliError::Answer {
+            args: args.join(" "),
+            source,
+        })
+    }
+
+    /// `peer status`.
+    pub fn peers(&self) -> Result<Vec<Peer>, CliError> {
+        self.parsed(&["peer", "status"], xml::peers)
+    }
+
+    /// `volume info`.
+    pub fn volumes(&self) -> Result<Vec<VolumeInfo>, CliError> {
+        self.parsed(&["volume", "info"], xml::volume_info)
+    }
+
+    /// `volume status <v>`.
+    pub fn volume_status(&self, v: &str) -> Result<Vec<xml::ProcessStatus>, CliError> {
+        self.parsed(&["volume", "status", v], xml::volume_status)
+    }
+
+    /// `volume heal <v> info`.
+    pub fn heal_info(&self, v: &str) -> Result<Vec<xml::BrickHeal>, CliError> {
+        self.parsed(&["volume", "heal", v, "info"], xml::heal_info)
+    }
+}
