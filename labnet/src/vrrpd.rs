@@ -53,6 +53,9 @@ pub struct Instance {
     /// Extra lines for keepalived's `vrrp_instance` block (e.g. `unicast_src_ip ...`,
     /// `unicast_ttl 255`); cairn-vipd ignores them.
     pub keepalived_extra: Vec<String>,
+    /// Extra `key = value` lines for cairn-vipd's `[[instance]]` (e.g. `drain_ms = 0`);
+    /// keepalived ignores them.
+    pub vipd_extra: Vec<String>,
 }
 
 impl Instance {
@@ -69,6 +72,7 @@ impl Instance {
             unicast_peers: Vec::new(),
             use_vmac: false,
             keepalived_extra: Vec::new(),
+            vipd_extra: Vec::new(),
         }
     }
 
@@ -140,6 +144,9 @@ impl Instance {
         }
         if self.use_vmac {
             let _ = writeln!(s, "use_vmac = true");
+        }
+        for line in &self.vipd_extra {
+            let _ = writeln!(s, "{line}");
         }
         s
     }

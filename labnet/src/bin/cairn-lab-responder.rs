@@ -3,6 +3,10 @@
 //!
 //! `cairn-lab-responder --listen <addr:port> --dir <path>` serves the files under `path`
 //! instead (the lab's update repository; see `cairn_labnet::static_files`).
+//!
+//! `cairn-lab-responder --listen <addr:port> --name <text> --echo` keeps each connection
+//! open and answers every line with `<name> <line>`: a long-lived connection, to see which
+//! box serves it across a VIP move.
 
 use std::net::{SocketAddr, TcpListener};
 
@@ -22,6 +26,9 @@ struct Args {
     /// Serve the files under this directory instead of a fixed answer.
     #[arg(long, conflicts_with = "name")]
     dir: Option<std::path::PathBuf>,
+    /// Echo lines prefixed with the name on long-lived connections instead of HTTP.
+    #[arg(long, requires = "name")]
+    echo: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,10 +48,23 @@ fn main() -> anyhow::Result<()> {
         (None, None) => anyhow::bail!("--name or --dir is required"),
     };
     eprintln!("cairn-lab-responder: {body} on {}", args.listen);
+    if args.echo {
+        return serve_each(&listener, move |stream| echo(stream, &body));
+    }
     let body = format!("{body}\n");
     serve_each(&listener, move |stream| {
         cairn_labnet::http::serve(stream, &body)
     })
+}
+
+/// Answers every line on `stream` with `<name> <line>` until the peer closes.
+fn echo(stream: std::net::TcpStream, name: &str) -> std::io::Result<()> {
+    use std::io::{BufRead, Write};
+    let mut out = stream.try_clone()?;
+    for line in std::io::BufReader::new(stream).lines() {
+        writeln!(out, "{name} {}", line?)?;
+    }
+    Ok(())
 }
 
 fn serve_dir(listener: &TcpListener, dir: &std::path::Path) -> anyhow::Result<()> {

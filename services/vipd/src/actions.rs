@@ -57,10 +57,26 @@ impl Target {
 
 /// What the glue needs from the world. Each method reports failure as text for the log.
 pub trait Effects {
-    /// Adds the addresses to link `index` (already present counts as done).
+    /// Adds the addresses to link `index`, and takes away parked copies (already present
+    /// counts as done).
     fn add_vips(&mut self, index: u32, vips: &[IpNet]) -> Result<(), String>;
-    /// Removes the addresses from link `index` (already gone counts as done).
+    /// Removes the addresses from link `index` and parked copies (already gone counts as
+    /// done).
     fn remove_vips(&mut self, index: u32, vips: &[IpNet]) -> Result<(), String>;
+    /// Parks the addresses: local (on the loopback) but no longer on link `index`, so the
+    /// box stops answering ARP / ND for them while its connections keep working.
+    fn park_vips(&mut self, index: u32, vips: &[IpNet]) -> Result<(), String>;
+    /// Instance `name` drains: segments for `vips` that arrive on `ifindex` and belong to no
+    /// connection of ours (not SYNs) go to the previous holder `to`.
+    fn start_drain(
+        &mut self,
+        name: &str,
+        ifindex: u32,
+        to: IpAddr,
+        vips: &[IpNet],
+    ) -> Result<(), String>;
+    /// Instance `name` stops draining.
+    fn stop_drain(&mut self, name: &str) -> Result<(), String>;
     /// Sets link `index` up or down (the virtual-MAC macvlan).
     fn set_link_up(&mut self, index: u32, up: bool) -> Result<(), String>;
     /// Sends a VRRP payload on the instance's interface from `src` to `dst`.
@@ -197,6 +213,40 @@ pub fn carry_out(
                     }
                 }
             }
+            Action::ParkVips => {
+                if let Err(e) = effects.park_vips(target.vip_link(), &target.vips) {
+                    tracing::error!("instance {}: cannot park virtual IPs: {e}", target.name);
+                }
+                if let Some(link) = target.vmac_link {
+                    if let Err(e) = effects.set_link_up(link, false) {
+                        tracing::error!(
+                            "instance {}: cannot set the virtual MAC link down: {e}",
+                            target.name
+                        );
+                    }
+                }
+                tracing::info!(
+                    "instance {}: virtual IPs parked: connections here keep working for the drain",
+                    target.name
+                );
+            }
+            Action::StartDrain { to } => {
+                match effects.start_drain(&target.name, target.ifindex, *to, &target.vips) {
+                    Ok(()) => tracing::info!(
+                        "instance {}: draining to {to}: its connections' segments go there",
+                        target.name
+                    ),
+                    Err(e) => tracing::warn!(
+                        "instance {}: cannot drain to {to} (its connections will be reset): {e}",
+                        target.name
+                    ),
+                }
+            }
+            Action::StopDrain => {
+                if let Err(e) = effects.stop_drain(&target.name) {
+                    tracing::warn!("instance {}: cannot stop draining: {e}", target.name);
+                }
+            }
             Action::Announce => announce(target, effects),
             Action::StateChanged { .. } => {}
         }
@@ -243,6 +293,9 @@ pub(crate) mod tests {
     pub enum Call {
         Add(u32, Vec<IpNet>),
         Remove(u32, Vec<IpNet>),
+        Park(u32, Vec<IpNet>),
+        Drain(String, u32, IpAddr),
+        StopDrain(String),
         Up(u32, bool),
         Advert {
             ifindex: u32,
@@ -278,6 +331,24 @@ pub(crate) mod tests {
         }
         fn remove_vips(&mut self, index: u32, vips: &[IpNet]) -> Result<(), String> {
             self.calls.push(Call::Remove(index, vips.to_vec()));
+            self.result()
+        }
+        fn park_vips(&mut self, index: u32, vips: &[IpNet]) -> Result<(), String> {
+            self.calls.push(Call::Park(index, vips.to_vec()));
+            self.result()
+        }
+        fn start_drain(
+            &mut self,
+            name: &str,
+            ifindex: u32,
+            to: IpAddr,
+            _vips: &[IpNet],
+        ) -> Result<(), String> {
+            self.calls.push(Call::Drain(name.to_owned(), ifindex, to));
+            self.result()
+        }
+        fn stop_drain(&mut self, name: &str) -> Result<(), String> {
+            self.calls.push(Call::StopDrain(name.to_owned()));
             self.result()
         }
         fn set_link_up(&mut self, index: u32, up: bool) -> Result<(), String> {
@@ -338,6 +409,7 @@ pub(crate) mod tests {
             primary: target.primary,
             announce_count: 2,
             announce_interval: Duration::from_millis(200),
+            drain: Duration::ZERO,
         })
     }
 
@@ -380,6 +452,11 @@ pub(crate) mod tests {
                 Action::SendAdvert { priority: 100 },
                 Action::AddVips,
                 Action::Announce,
+                Action::StartDrain {
+                    to: "192.0.2.12".parse().unwrap(),
+                },
+                Action::StopDrain,
+                Action::ParkVips,
                 Action::RemoveVips,
             ],
             &mut fx,
@@ -399,6 +476,9 @@ pub(crate) mod tests {
                 Call::Add(2, t.vips.clone()),
                 Call::Arp(2, arp("192.0.2.100")),
                 Call::Arp(2, arp("192.0.2.101")),
+                Call::Drain("web".into(), 2, "192.0.2.12".parse().unwrap()),
+                Call::StopDrain("web".into()),
+                Call::Park(2, t.vips.clone()),
                 Call::Remove(2, t.vips.clone()),
             ]
         );
@@ -555,8 +635,12 @@ pub(crate) mod tests {
         };
         assert!(feed(&t, &mut inst, Input::Advert(rx), d, &mut fx));
         assert_eq!(inst.state(), State::Backup);
-        assert_eq!(fx.calls, vec![Call::Remove(2, t.vips.clone())]);
         assert_eq!(inst.master(), Some(from));
+        // The VIPs stay for the release linger (the new master announced them already).
+        assert!(fx.calls.is_empty(), "{:?}", fx.calls);
+        let linger = d + cairn_vrrp::instance::RELEASE_LINGER;
+        feed(&t, &mut inst, Input::Timer, linger, &mut fx);
+        assert_eq!(fx.calls, vec![Call::Remove(2, t.vips.clone())]);
     }
 
     #[test]

@@ -57,6 +57,15 @@ impl ArpConf {
         write(&self.root.join(vmac).join("arp_ignore"), "1")
     }
 
+    /// Sets the sysctls for parking VIPs on the loopback of `link`'s box: `link` answers ARP
+    /// only for its own addresses (`arp_ignore = 1`) and names its own address in its ARP
+    /// requests (`arp_announce = 2`), so a parked VIP is never announced from here. The old
+    /// values are kept for [`ArpConf::restore`].
+    pub fn prepare_parking(&mut self, link: &str) -> Result<(), ArpConfError> {
+        self.set_saved(link, "arp_announce", "2")?;
+        self.set_saved(link, "arp_ignore", "1")
+    }
+
     /// Puts the parents' saved values back (failures are logged); idempotent.
     pub fn restore(&mut self) {
         for (path, old) in self.saved.drain(..).rev() {

@@ -66,6 +66,10 @@ pub struct InstanceSpec {
     /// Pause between announcement rounds, in milliseconds.
     #[serde(default = "default_announce_interval_ms")]
     pub announce_interval_ms: u32,
+    /// How long a planned move keeps the old holder's connections working, in
+    /// milliseconds (0: off); see docs/vipd.md, "Draining".
+    #[serde(default = "default_drain_ms")]
+    pub drain_ms: u32,
     /// Health checks that lower the priority while they fail.
     #[serde(default)]
     pub track: Vec<TrackSpec>,
@@ -138,6 +142,13 @@ fn default_announce_count() -> u32 {
 fn default_announce_interval_ms() -> u32 {
     200
 }
+fn default_drain_ms() -> u32 {
+    DEFAULT_DRAIN_MS
+}
+
+/// Default drain window: long enough for requests in flight at a planned move to finish.
+pub const DEFAULT_DRAIN_MS: u32 = 2000;
+
 fn default_check_ms() -> u32 {
     1000
 }
@@ -177,6 +188,8 @@ pub struct Instance {
     pub announce_count: u32,
     /// Pause between announcement rounds.
     pub announce_interval: Duration,
+    /// Drain window of planned moves (zero: off).
+    pub drain: Duration,
     /// Health checks.
     pub tracks: Vec<Track>,
 }
@@ -440,6 +453,12 @@ fn validate_instance(c: &mut Collector, i: usize, s: &InstanceSpec) -> Option<In
             format!("{} is not between 10 and 10000", s.announce_interval_ms),
         );
     }
+    if s.drain_ms > 600_000 {
+        c.add(
+            f("drain_ms"),
+            format!("{} is not between 0 and 600000", s.drain_ms),
+        );
+    }
     if s.priority == 255 && !s.track.is_empty() {
         c.add(
             f("track"),
@@ -476,6 +495,7 @@ fn validate_instance(c: &mut Collector, i: usize, s: &InstanceSpec) -> Option<In
         use_vmac: s.use_vmac,
         announce_count: s.announce_count,
         announce_interval: Duration::from_millis(u64::from(s.announce_interval_ms)),
+        drain: Duration::from_millis(u64::from(s.drain_ms)),
         tracks,
     })
 }

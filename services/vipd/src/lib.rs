@@ -20,6 +20,7 @@ pub mod actions;
 pub mod arpconf;
 pub mod config;
 pub mod control;
+pub mod drain;
 pub mod health;
 pub mod notify;
 pub mod probe;

@@ -24,6 +24,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use crate::actions::{Effects, Target, feed};
 use crate::arpconf::ArpConf;
 use crate::config::{self, Config};
+use crate::drain::Drains;
 use crate::health::{CheckState, Health, effective_priority};
 use crate::probe::{CheckResult, Waker, spawn_workers};
 use crate::sock::{ArpSocket, NaSocket, RawPacket, VrrpSocket};
@@ -129,6 +130,24 @@ struct Io {
     socket_index: HashMap<(u32, bool), usize>,
     arp: Option<ArpSocket>,
     na: Option<NaSocket>,
+    /// The loopback, where parked VIPs live.
+    lo: u32,
+    drains: Drains,
+}
+
+/// A VIP as a parked host address (`/32`, `/128`).
+fn parked(vip: IpNet) -> IpNet {
+    let host = if vip.is_ipv6() { 128 } else { 32 };
+    IpNet::new(vip.addr(), host).unwrap_or(vip)
+}
+
+/// Joins per-address errors.
+fn joined(errors: Vec<String>) -> Result<(), String> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
 }
 
 impl Effects for Io {
@@ -138,26 +157,51 @@ impl Effects for Io {
             if let Err(e) = self.nl.ensure_address_nodad(index, vip) {
                 errors.push(e.to_string());
             }
+            if let Err(e) = self.nl.ensure_no_address(self.lo, parked(vip)) {
+                errors.push(e.to_string());
+            }
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors.join("; "))
-        }
+        joined(errors)
     }
 
     fn remove_vips(&mut self, index: u32, vips: &[IpNet]) -> Result<(), String> {
         let mut errors = Vec::new();
         for &vip in vips {
+            for (link, net) in [(index, vip), (self.lo, parked(vip))] {
+                if let Err(e) = self.nl.ensure_no_address(link, net) {
+                    errors.push(e.to_string());
+                }
+            }
+        }
+        joined(errors)
+    }
+
+    fn park_vips(&mut self, index: u32, vips: &[IpNet]) -> Result<(), String> {
+        // On the loopback first, so the address never stops being local.
+        let mut errors = Vec::new();
+        for &vip in vips {
+            if let Err(e) = self.nl.ensure_address_nodad(self.lo, parked(vip)) {
+                errors.push(e.to_string());
+            }
             if let Err(e) = self.nl.ensure_no_address(index, vip) {
                 errors.push(e.to_string());
             }
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors.join("; "))
-        }
+        joined(errors)
+    }
+
+    fn start_drain(
+        &mut self,
+        name: &str,
+        ifindex: u32,
+        to: IpAddr,
+        vips: &[IpNet],
+    ) -> Result<(), String> {
+        self.drains.start(name, ifindex, to, vips)
+    }
+
+    fn stop_drain(&mut self, name: &str) -> Result<(), String> {
+        self.drains.stop(name)
     }
 
     fn set_link_up(&mut self, index: u32, up: bool) -> Result<(), String> {
@@ -370,6 +414,13 @@ fn setup_and_loop(
         .iter()
         .flat_map(|i| i.vips.iter().map(|v| v.addr()))
         .collect();
+    let lo = nl
+        .link_by_name("lo")?
+        .map(|l| l.index)
+        .ok_or_else(|| RuntimeError::NoInterface {
+            instance: "(parked virtual IPs)".into(),
+            interface: "lo".into(),
+        })?;
     for inst in &config.instances {
         let facts = resolve_link(nl, inst, &all_vips)?;
         let vmac_link = if inst.use_vmac {
@@ -388,11 +439,28 @@ fn setup_and_loop(
             }
             Some(index)
         } else {
+            if !inst.is_ipv6() && !inst.drain.is_zero() {
+                // Parked VIPs live on the loopback: without these the interface would still
+                // answer ARP for them (and name them in its own ARP requests), pulling
+                // clients back from the new master (see arpconf).
+                if let Err(e) = arp.prepare_parking(&inst.interface) {
+                    tracing::warn!(
+                        "instance {}: cannot set ARP sysctls for parking on {}: {e}",
+                        inst.name,
+                        inst.interface
+                    );
+                }
+            }
             None
         };
-        // Start as backup: VIPs left over from a crash go now; the master adds them again.
+        // Start as backup: VIPs left over from a crash go now, parked ones too; the master
+        // adds them again.
         for &vip in &inst.vips {
-            for link in [Some(facts.index), vmac_link].into_iter().flatten() {
+            let host = IpNet::new(vip.addr(), if vip.is_ipv6() { 128 } else { 32 }).unwrap_or(vip);
+            for (link, vip) in [(Some(facts.index), vip), (vmac_link, vip), (Some(lo), host)]
+                .into_iter()
+                .filter_map(|(link, vip)| Some((link?, vip)))
+            {
                 if nl.ensure_no_address(link, vip)? {
                     tracing::info!(
                         "instance {}: removed stale virtual IP {vip} from {}",
@@ -446,6 +514,7 @@ fn setup_and_loop(
             primary: facts.primary,
             announce_count: inst.announce_count,
             announce_interval: inst.announce_interval,
+            drain: inst.drain,
         });
         let checks = inst
             .tracks
@@ -496,12 +565,20 @@ fn setup_and_loop(
     } else {
         None
     };
+    let drained: Vec<IpAddr> = config
+        .instances
+        .iter()
+        .filter(|i| !i.drain.is_zero())
+        .flat_map(|i| i.vips.iter().map(|v| v.addr()))
+        .collect();
     let mut io = Io {
         nl: Netlink::open()?,
         sockets,
         socket_index,
         arp,
         na,
+        lo,
+        drains: Drains::install(&drained),
     };
 
     // Health workers.
@@ -564,6 +641,7 @@ fn setup_and_loop(
         feed(&slot.target, &mut slot.vrrp, Input::Shutdown, now, &mut io);
         feed(&slot.target, &mut slot.vrrp, Input::Shutdown, now, &mut io);
     }
+    io.drains.remove();
     publish(&snapshot, &slots);
     result
 }

@@ -131,6 +131,7 @@ pub fn derive(site: &Site, node: &str, interface: &str) -> Result<ConfigFile, Si
         use_vmac: false,
         announce_count: 5,
         announce_interval_ms: 200,
+        drain_ms: crate::config::DEFAULT_DRAIN_MS,
         track,
     };
     Ok(ConfigFile {

@@ -40,6 +40,12 @@ pub struct InstanceConfig {
     pub announce_count: u32,
     /// Pause between announcement rounds.
     pub announce_interval: Duration,
+    /// How long a planned move of the VIPs (a resignation, a shutdown, a preemption: the old
+    /// holder is alive) keeps the connections established with the old holder working: it
+    /// keeps the VIPs as local addresses it no longer announces ([`Action::ParkVips`]) and
+    /// the new master hands it their segments ([`Action::StartDrain`]). Zero: no draining,
+    /// the VIPs are removed and those connections are reset.
+    pub drain: Duration,
 }
 
 /// What happened.
@@ -71,8 +77,23 @@ pub enum Action {
     },
     /// Add the virtual addresses to the interface.
     AddVips,
-    /// Remove the virtual addresses from the interface.
+    /// Remove the virtual addresses: from the interface, and from where
+    /// [`Action::ParkVips`] put them.
     RemoveVips,
+    /// Stop holding the virtual addresses on the interface (no more ARP / ND answers for
+    /// them) but keep them as local addresses, so the connections clients opened with us
+    /// keep working while the new master hands us their segments. [`Action::AddVips`] or
+    /// [`Action::RemoveVips`] follow.
+    ParkVips,
+    /// As the new master after a planned move: hand every segment for a VIP that belongs to
+    /// a connection we do not know (not a SYN) to the previous holder `to`, which parked the
+    /// VIPs and still has the socket. [`Action::StopDrain`] follows.
+    StartDrain {
+        /// The previous master's address (the source of its adverts).
+        to: IpAddr,
+    },
+    /// Stop handing segments to the previous holder.
+    StopDrain,
     /// Send one round of gratuitous ARP / unsolicited NA for every VIP.
     Announce,
     /// The state changed (for logs, counters already updated).
@@ -130,6 +151,15 @@ pub struct Instance {
     release_timer: Option<Instant>,
     /// Whether the successor's advert was heard during the release.
     release_heard: bool,
+    /// Source and arrival of the last advert from another router (any priority): tells a
+    /// new master whether its predecessor is alive to drain to.
+    last_heard: Option<(IpAddr, Instant)>,
+    /// Master after a planned move: when forwarding to the previous holder stops.
+    drain_timer: Option<Instant>,
+    /// The previous holder being drained to.
+    drain_to: Option<IpAddr>,
+    /// Parked VIPs (Backup or Initialize): when they are removed.
+    park_timer: Option<Instant>,
 }
 
 /// The effective priority health tracking sets when a check drives it to the floor: "cannot
@@ -160,6 +190,10 @@ impl Instance {
             master: None,
             release_timer: None,
             release_heard: false,
+            last_heard: None,
+            drain_timer: None,
+            drain_to: None,
+            park_timer: None,
         }
     }
 
@@ -197,6 +231,8 @@ impl Instance {
             self.master_down_timer,
             self.announce_timer,
             self.release_timer,
+            self.drain_timer,
+            self.park_timer,
         ]
         .into_iter()
         .flatten()
@@ -204,10 +240,21 @@ impl Instance {
     }
 
     /// Whether a resigned master still holds its VIPs, waiting for its successor's advert
-    /// (or, with no successor, for Master_Down_Interval); the daemon keeps running until
-    /// this is false so clients never find nobody at the VIP.
+    /// (or, with no successor, for Master_Down_Interval), or still has them parked for the
+    /// connections being drained; the daemon keeps running until this is false so clients
+    /// never find nobody at the VIP and connections in flight finish.
     pub fn is_releasing(&self) -> bool {
-        self.release_timer.is_some()
+        self.release_timer.is_some() || self.park_timer.is_some()
+    }
+
+    /// Whether the VIPs are parked (see [`Action::ParkVips`]).
+    pub fn is_parked(&self) -> bool {
+        self.park_timer.is_some()
+    }
+
+    /// The previous master this master drains to, while it does.
+    pub fn draining_to(&self) -> Option<IpAddr> {
+        self.drain_to
     }
 
     /// Current state.
@@ -268,7 +315,7 @@ impl Instance {
         if self.state != State::Initialize {
             return;
         }
-        if self.release_timer.take().is_some() {
+        if self.release_timer.take().is_some() | self.park_timer.take().is_some() {
             actions.push(Action::RemoveVips);
         }
         self.master_adver_interval_cs = self.config.interval_cs.max(1);
@@ -284,13 +331,14 @@ impl Instance {
         let from = self.state;
         match from {
             State::Initialize => {
-                // A second Shutdown while releasing: drop the VIPs now.
-                if self.release_timer.take().is_some() {
+                // A second Shutdown while releasing or draining: drop the VIPs now.
+                if self.release_timer.take().is_some() | self.park_timer.take().is_some() {
                     actions.push(Action::RemoveVips);
                 }
                 return;
             }
             State::Master => {
+                self.stop_drain(actions);
                 self.send(0, actions);
                 // The best backup takes over after its Skew_Time (< one interval); give up
                 // waiting for it after a whole Master_Down_Interval.
@@ -309,6 +357,9 @@ impl Instance {
     }
 
     fn advert(&mut self, received: &Received, now: Instant, actions: &mut Vec<Action>) {
+        if received.advert.vrid == self.config.vrid && received.src != self.config.primary {
+            self.last_heard = Some((received.src, now));
+        }
         if self.state == State::Initialize {
             let successor = received.advert.vrid == self.config.vrid
                 && received.advert.priority > 0
@@ -373,7 +424,7 @@ impl Instance {
                         && address_above(received.src, self.config.primary))
                 {
                     self.learn_master(received, now);
-                    self.become_backup_keeping_timer(actions);
+                    self.preempted(now, actions);
                 }
                 // Otherwise a lower-priority router: discard, our next advert tells it.
             }
@@ -390,21 +441,18 @@ impl Instance {
 
     fn timers(&mut self, now: Instant, actions: &mut Vec<Action>) {
         match self.state {
-            State::Initialize => {
-                if self.release_timer.is_some_and(|t| t <= now) {
-                    self.release_timer = None;
-                    actions.push(Action::RemoveVips);
-                }
-            }
+            State::Initialize => self.release_timers(now, actions),
             State::Backup => {
                 if self.master_down_timer.is_some_and(|t| t <= now) {
                     self.become_master(now, actions);
-                } else if self.release_timer.is_some_and(|t| t <= now) {
-                    self.release_timer = None;
-                    actions.push(Action::RemoveVips);
+                } else {
+                    self.release_timers(now, actions);
                 }
             }
             State::Master => {
+                if self.drain_timer.is_some_and(|t| t <= now) {
+                    self.stop_drain(actions);
+                }
                 if self.adver_timer.is_some_and(|t| t <= now) {
                     self.send(self.priority, actions);
                     self.adver_timer = Some(now + centiseconds(self.config.interval_cs.max(1)));
@@ -413,6 +461,25 @@ impl Instance {
                     self.announce(now, actions);
                 }
             }
+        }
+    }
+
+    /// The end of a release (the successor spoke, or nobody did) and of a parking.
+    fn release_timers(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        if self.release_timer.is_some_and(|t| t <= now) {
+            self.release_timer = None;
+            if self.release_heard && !self.config.drain.is_zero() {
+                // The successor holds the VIPs and drains to us: keep serving the
+                // connections already here.
+                actions.push(Action::ParkVips);
+                self.park_timer = Some(now + self.config.drain);
+            } else {
+                actions.push(Action::RemoveVips);
+            }
+        }
+        if self.park_timer.is_some_and(|t| t <= now) {
+            self.park_timer = None;
+            actions.push(Action::RemoveVips);
         }
     }
 
@@ -445,8 +512,9 @@ impl Instance {
     fn become_master(&mut self, now: Instant, actions: &mut Vec<Action>) {
         let from = self.state;
         self.stop_timers();
-        // Still holding the VIPs from a resignation nobody took over: keep them.
+        // Still holding the VIPs from a resignation nobody took over, or parked: keep them.
         self.release_timer = None;
+        self.park_timer = None;
         self.state = State::Master;
         self.counters.became_master += 1;
         // Addresses and the first gratuitous ARP / NA go out before the advert (RFC 5798
@@ -454,6 +522,18 @@ impl Instance {
         // VIPs RELEASE_LINGER later, and by then the clients have been re-pointed already,
         // however long adding the addresses took.
         actions.push(Action::AddVips);
+        // A predecessor heard within two intervals is alive (it resigned, or we preempt it):
+        // it parks the VIPs, and we hand it the connections it still serves. One that went
+        // quiet for Master_Down_Interval is dead: nothing to drain to.
+        let alive_within = centiseconds(self.master_adver_interval_cs) * 2;
+        if let Some((to, at)) = self.last_heard
+            && !self.config.drain.is_zero()
+            && now.saturating_duration_since(at) <= alive_within
+        {
+            actions.push(Action::StartDrain { to });
+            self.drain_timer = Some(now + self.config.drain);
+            self.drain_to = Some(to);
+        }
         self.announce_left = self.config.announce_count.max(1);
         self.announce(now, actions);
         self.send(self.priority, actions);
@@ -474,6 +554,7 @@ impl Instance {
     /// spoken (plus [`RELEASE_LINGER`]) or Master_Down_Interval has passed.
     fn resign_keeping_vips(&mut self, now: Instant, actions: &mut Vec<Action>) {
         let from = self.state;
+        self.stop_drain(actions);
         self.send(0, actions);
         self.master = None;
         self.stop_timers();
@@ -488,6 +569,16 @@ impl Instance {
         });
     }
 
+    /// Master → Backup on hearing a better master (Master_Down_Timer set by the caller): it
+    /// announced the VIPs before its advert, so keep them [`RELEASE_LINGER`] for packets
+    /// already on the wire to us, then park them while it drains to us.
+    fn preempted(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        self.stop_drain(actions);
+        self.release_timer = Some(now + RELEASE_LINGER);
+        self.release_heard = true;
+        self.become_backup_keeping_timer(actions);
+    }
+
     /// Enters Backup with the Master_Down_Timer already set by the caller.
     fn become_backup_keeping_timer(&mut self, actions: &mut Vec<Action>) {
         let from = self.state;
@@ -496,9 +587,6 @@ impl Instance {
         self.announce_left = 0;
         self.state = State::Backup;
         self.counters.became_backup += 1;
-        if from == State::Master {
-            actions.push(Action::RemoveVips);
-        }
         actions.push(Action::StateChanged {
             from,
             to: State::Backup,
@@ -512,6 +600,14 @@ impl Instance {
         self.counters.announcements_tx = self.counters.announcements_tx.saturating_add(frames);
         self.announce_left = self.announce_left.saturating_sub(1);
         self.announce_timer = (self.announce_left > 0).then(|| now + self.config.announce_interval);
+    }
+
+    /// Ends forwarding to the previous holder, if on (leaving Master, or the drain is over).
+    fn stop_drain(&mut self, actions: &mut Vec<Action>) {
+        self.drain_to = None;
+        if self.drain_timer.take().is_some() {
+            actions.push(Action::StopDrain);
+        }
     }
 
     fn send(&mut self, priority: u8, actions: &mut Vec<Action>) {

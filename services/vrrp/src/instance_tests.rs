@@ -19,6 +19,7 @@ fn config(priority: u8, primary_last: u8) -> InstanceConfig {
         primary: addr(primary_last),
         announce_count: 1,
         announce_interval: Duration::from_millis(200),
+        drain: Duration::ZERO,
     }
 }
 
@@ -212,9 +213,13 @@ fn announcements_stop_when_leaving_master() {
     let mut instance = started(cfg, t0);
     let t1 = make_master(&mut instance, t0);
     let actions = instance.handle(advert_from(2, 200, 100), t1 + ms(10));
+    assert_eq!(actions, vec![changed(State::Master, State::Backup)]);
+    // The VIPs go RELEASE_LINGER later (no draining configured).
+    let release = instance.next_deadline().unwrap();
+    assert_eq!(release, t1 + ms(10) + RELEASE_LINGER);
     assert_eq!(
-        actions,
-        vec![Action::RemoveVips, changed(State::Master, State::Backup)]
+        instance.handle(Input::Timer, release),
+        vec![Action::RemoveVips]
     );
     // Only the Master_Down_Timer remains: no Announce ever again while Backup.
     let down = instance.next_deadline().unwrap();
@@ -301,12 +306,16 @@ fn master_yields_to_higher_priority() {
     let t1 = make_master(&mut instance, t0);
     let t2 = t1 + ms(100);
     let actions = instance.handle(advert_from(9, 101, 200), t2);
-    assert_eq!(
-        actions,
-        vec![Action::RemoveVips, changed(State::Master, State::Backup)]
-    );
+    assert_eq!(actions, vec![changed(State::Master, State::Backup)]);
     assert_eq!(instance.master(), Some(addr(9)));
     assert_eq!(instance.master_interval_cs(), 200);
+    // The new master announced before its advert: keep the VIPs RELEASE_LINGER for packets
+    // already on their way to us, then remove them.
+    assert_eq!(instance.next_deadline(), Some(t2 + RELEASE_LINGER));
+    assert_eq!(
+        instance.handle(Input::Timer, t2 + RELEASE_LINGER),
+        vec![Action::RemoveVips]
+    );
     assert_eq!(
         instance.next_deadline(),
         Some(t2 + master_down_interval(100, 200))
@@ -700,4 +709,133 @@ fn master_driven_to_the_floor_resigns_at_once() {
             .handle(Input::SetPriority(UNFIT_PRIORITY), back)
             .is_empty()
     );
+}
+
+/// `config` with draining on.
+fn draining(priority: u8, primary_last: u8) -> InstanceConfig {
+    InstanceConfig {
+        drain: ms(2000),
+        ..config(priority, primary_last)
+    }
+}
+
+#[test]
+fn a_backup_taking_over_from_a_resigning_master_drains_to_it() {
+    let t0 = Instant::now();
+    let mut instance = started(draining(100, 1), t0);
+    instance.handle(advert_from(9, 200, 100), t0 + ms(100));
+    instance.handle(advert_from(9, 0, 100), t0 + ms(200));
+    let at = instance.next_deadline().unwrap();
+    assert_eq!(at, t0 + ms(200) + instance.skew_time());
+    let actions = instance.handle(Input::Timer, at);
+    assert_eq!(
+        actions[..3],
+        [
+            Action::AddVips,
+            Action::StartDrain { to: addr(9) },
+            Action::Announce
+        ]
+    );
+    assert_eq!(instance.draining_to(), Some(addr(9)));
+    // The drain ends after `drain`, with the adverts going on.
+    let end = at + ms(2000);
+    let actions = instance.handle(Input::Timer, end);
+    assert!(actions.contains(&Action::StopDrain), "{actions:?}");
+    assert_eq!(instance.draining_to(), None);
+    assert!(
+        !instance
+            .handle(Input::Timer, end + ms(3000))
+            .contains(&Action::StopDrain)
+    );
+}
+
+#[test]
+fn a_preempting_backup_drains_to_the_lower_master_and_it_parks() {
+    let t0 = Instant::now();
+    // We (200) preempt a master at 100 that keeps advertising.
+    let mut high = started(draining(200, 1), t0);
+    let mut t = t0;
+    while high.state() == State::Backup {
+        t += ms(1000);
+        high.handle(advert_from(9, 100, 100), t);
+        if let Some(at) = high.next_deadline().filter(|&at| at <= t + ms(1000)) {
+            let actions = high.handle(Input::Timer, at);
+            assert!(actions.contains(&Action::StartDrain { to: addr(9) }));
+        }
+    }
+    // The lower master hears us: VIPs for RELEASE_LINGER, parked for `drain`, then gone.
+    let mut low = started(draining(100, 9), t0);
+    let t1 = make_master(&mut low, t0);
+    let t2 = t1 + ms(500);
+    assert_eq!(
+        low.handle(advert_from(1, 200, 100), t2),
+        vec![changed(State::Master, State::Backup)]
+    );
+    assert_eq!(
+        low.handle(Input::Timer, t2 + RELEASE_LINGER),
+        vec![Action::ParkVips]
+    );
+    assert!(low.is_parked() && low.is_releasing());
+    assert_eq!(low.next_deadline(), Some(t2 + RELEASE_LINGER + ms(2000)));
+    assert_eq!(
+        low.handle(Input::Timer, t2 + RELEASE_LINGER + ms(2000)),
+        vec![Action::RemoveVips]
+    );
+    assert!(!low.is_parked() && !low.is_releasing());
+}
+
+#[test]
+fn a_master_that_went_quiet_is_not_drained_to() {
+    let t0 = Instant::now();
+    let mut instance = started(draining(100, 1), t0);
+    instance.handle(advert_from(9, 200, 100), t0 + ms(100));
+    // No advert for Master_Down_Interval: the master is dead.
+    let at = instance.next_deadline().unwrap();
+    let actions = instance.handle(Input::Timer, at);
+    assert_eq!(instance.state(), State::Master);
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, Action::StartDrain { .. })),
+        "{actions:?}"
+    );
+}
+
+#[test]
+fn parked_vips_go_at_a_second_shutdown_and_come_back_on_takeover() {
+    let t0 = Instant::now();
+    let mut instance = started(draining(100, 1), t0);
+    let t1 = make_master(&mut instance, t0);
+    instance.handle(Input::Shutdown, t1);
+    instance.handle(advert_from(9, 100, 100), t1 + ms(50));
+    assert_eq!(
+        instance.handle(Input::Timer, t1 + ms(50) + RELEASE_LINGER),
+        vec![Action::ParkVips]
+    );
+    assert!(instance.is_releasing(), "the daemon waits for the drain");
+    assert_eq!(
+        instance.handle(Input::Shutdown, t1 + ms(200)),
+        vec![Action::RemoveVips]
+    );
+    assert!(!instance.is_releasing());
+
+    // Resigned (maintenance) and parked, then master again: the VIPs come back.
+    let mut instance = started(draining(100, 1), t0);
+    let t1 = make_master(&mut instance, t0);
+    instance.handle(Input::SetPriority(UNFIT_PRIORITY), t1);
+    instance.handle(advert_from(9, 100, 100), t1 + ms(50));
+    instance.handle(Input::Timer, t1 + ms(50) + RELEASE_LINGER);
+    assert!(instance.is_parked());
+    // The successor dies; we take over and hold the VIPs again.
+    let at = instance.next_deadline().unwrap();
+    let at = if at < t1 + ms(3000) {
+        // The park timer ends first.
+        assert_eq!(instance.handle(Input::Timer, at), vec![Action::RemoveVips]);
+        instance.next_deadline().unwrap()
+    } else {
+        at
+    };
+    let actions = instance.handle(Input::Timer, at);
+    assert_eq!(actions[0], Action::AddVips);
+    assert!(!instance.is_parked());
 }

@@ -13,6 +13,10 @@ struct Router {
     instance: Instance,
     alive: bool,
     holds_vips: bool,
+    /// VIPs parked: local, not announced (the connections here still work).
+    parked: bool,
+    /// Forwarding stray segments to this previous holder.
+    draining_to: Option<IpAddr>,
     /// When this router last became master.
     became_master_at: Option<Instant>,
     /// When it last sent an advert.
@@ -29,6 +33,14 @@ struct Lan {
     max_holders: usize,
     /// Ticks with no live VIP holder after the first master appeared.
     vacant_ticks: u32,
+    /// The router clients send VIP traffic to: the last one that announced the VIPs.
+    arp_owner: Option<usize>,
+    /// Client connections: (server, until); one opens every 10 ms, each lasts 300 ms.
+    connections: Vec<(usize, Instant)>,
+    /// Connections that found nobody to serve them at some tick.
+    broken: u32,
+    /// Connections opened.
+    opened: u32,
 }
 
 fn config(priority: u8, preempt: bool) -> InstanceConfig {
@@ -42,6 +54,7 @@ fn config(priority: u8, preempt: bool) -> InstanceConfig {
         primary: IpAddr::V4(Ipv4Addr::new(192, 0, 2, priority)),
         announce_count: 2,
         announce_interval: Duration::from_millis(100),
+        drain: Duration::ZERO,
     }
 }
 
@@ -57,6 +70,8 @@ impl Lan {
                     instance: Instance::new(c),
                     alive: false,
                     holds_vips: false,
+                    parked: false,
+                    draining_to: None,
                     became_master_at: None,
                     last_sent: None,
                 })
@@ -64,6 +79,10 @@ impl Lan {
             in_flight: Vec::new(),
             max_holders: 0,
             vacant_ticks: 0,
+            arp_owner: None,
+            connections: Vec::new(),
+            broken: 0,
+            opened: 0,
         }
     }
 
@@ -105,9 +124,21 @@ impl Lan {
                         }
                     }
                 }
-                Action::AddVips => self.routers[i].holds_vips = true,
-                Action::RemoveVips => self.routers[i].holds_vips = false,
-                Action::Announce => {}
+                Action::AddVips => {
+                    self.routers[i].holds_vips = true;
+                    self.routers[i].parked = false;
+                }
+                Action::RemoveVips => {
+                    self.routers[i].holds_vips = false;
+                    self.routers[i].parked = false;
+                }
+                Action::ParkVips => {
+                    self.routers[i].holds_vips = false;
+                    self.routers[i].parked = true;
+                }
+                Action::StartDrain { to } => self.routers[i].draining_to = Some(to),
+                Action::StopDrain => self.routers[i].draining_to = None,
+                Action::Announce => self.arp_owner = Some(i),
                 Action::StateChanged { to, .. } => {
                     if to == State::Master {
                         self.routers[i].became_master_at = Some(self.now);
@@ -156,6 +187,46 @@ impl Lan {
             if holders == 0 && self.max_holders > 0 {
                 self.vacant_ticks += 1;
             }
+            self.serve_connections();
+        }
+    }
+
+    /// Clients open a connection every 10 ms to whoever the VIP's ARP entry names (if it
+    /// holds the VIPs); every open connection's next segment goes there too and works if
+    /// that router is its server, or drains to it, and the server still has the VIPs
+    /// (held or parked). A connection that fails once is broken (reset) and dropped.
+    fn serve_connections(&mut self) {
+        let now = self.now;
+        let Some(owner) = self.arp_owner else {
+            return;
+        };
+        let routers = &self.routers;
+        let serves = |server: usize| {
+            let s = &routers[server];
+            let o = &routers[owner];
+            s.alive
+                && (s.holds_vips || s.parked)
+                && o.alive
+                && (owner == server || o.draining_to == Some(s.instance.config().primary))
+        };
+        let (mut kept, mut broken) = (Vec::new(), 0);
+        for &(server, until) in &self.connections {
+            if until <= now {
+                continue;
+            }
+            if serves(server) {
+                kept.push((server, until));
+            } else {
+                broken += 1;
+            }
+        }
+        self.connections = kept;
+        self.broken += broken;
+        let since = now.saturating_duration_since(self.t0).as_millis();
+        if since % 10 == 0 && routers[owner].alive && routers[owner].holds_vips {
+            self.connections
+                .push((owner, now + Duration::from_millis(300)));
+            self.opened += 1;
         }
     }
 
@@ -341,4 +412,63 @@ fn resign_without_shutdown_hands_over_and_stays_backup() {
     // Two holders only during the linger after the successor's first advert; never none.
     assert_eq!(lan.max_holders, 2);
     assert_eq!(lan.vacant_ticks, 0, "the VIP was never vacant");
+}
+
+/// Two routers, 1 s adverts, draining on or off; master A (200) goes through every planned
+/// move: a maintenance resignation (priority 1), its return (it preempts B), an orderly
+/// shutdown. Returns (connections opened, broken).
+fn planned_moves(drain: Duration) -> (u32, u32) {
+    let mut a = config(200, true);
+    let mut b = config(100, true);
+    a.drain = drain;
+    b.drain = drain;
+    let mut lan = Lan::new(vec![a, b]);
+    lan.start(0);
+    lan.start(1);
+    lan.run_until(Duration::from_secs(5));
+    assert_eq!(lan.masters(), vec![0]);
+    lan.input(0, Input::SetPriority(UNFIT_PRIORITY));
+    lan.run_until(Duration::from_secs(10));
+    assert_eq!(lan.masters(), vec![1], "B took over from the resigning A");
+    lan.input(0, Input::SetPriority(200));
+    lan.run_until(Duration::from_secs(15));
+    assert_eq!(lan.masters(), vec![0], "A preempted B");
+    lan.input(0, Input::Shutdown);
+    lan.run_until(Duration::from_secs(20));
+    assert_eq!(lan.masters(), vec![1], "B took over from the stopped A");
+    assert!(!lan.routers[0].parked && !lan.routers[0].holds_vips);
+    assert!(lan.routers.iter().all(|r| r.draining_to.is_none()));
+    (lan.opened, lan.broken)
+}
+
+#[test]
+fn planned_moves_keep_every_connection_when_draining() {
+    let (opened, broken) = planned_moves(Duration::from_secs(2));
+    assert!(opened > 1500, "{opened} connections opened");
+    assert_eq!(broken, 0, "of {opened}");
+}
+
+#[test]
+fn planned_moves_reset_connections_in_flight_without_draining() {
+    // The same moves without draining: every connection open at a move is reset (about 30
+    // per move: 300 ms of connections opened every 10 ms).
+    let (opened, broken) = planned_moves(Duration::ZERO);
+    assert!(opened > 1500, "{opened} connections opened");
+    assert!(broken >= 3 * 25, "{broken} of {opened} broken");
+}
+
+#[test]
+fn a_dead_master_is_not_drained_to() {
+    let mut a = config(200, true);
+    let mut b = config(100, true);
+    a.drain = Duration::from_secs(2);
+    b.drain = Duration::from_secs(2);
+    let mut lan = Lan::new(vec![a, b]);
+    lan.start(0);
+    lan.start(1);
+    lan.run_until(Duration::from_secs(5));
+    lan.kill(0);
+    lan.run_until(Duration::from_secs(10));
+    assert_eq!(lan.masters(), vec![1]);
+    assert_eq!(lan.routers[1].draining_to, None);
 }

@@ -209,6 +209,8 @@ pub struct Cluster {
     pub net: Net,
     /// keepalived's `unicast_ttl` for every keepalived node started from now on.
     pub keepalived_unicast_ttl: Option<u8>,
+    /// Extra lines for every cairn-vipd instance started from now on.
+    pub vipd_extra: Vec<String>,
 }
 
 impl Cluster {
@@ -240,6 +242,7 @@ impl Cluster {
             specs,
             net,
             keepalived_unicast_ttl: None,
+            vipd_extra: Vec::new(),
         }
     }
 
@@ -277,6 +280,7 @@ impl Cluster {
             i.keepalived_extra
                 .push(format!("unicast_src_ip {}", self.node_addr(node)));
         }
+        i.vipd_extra = self.vipd_extra.clone();
         if let Some(ttl) = self.keepalived_unicast_ttl {
             i.keepalived_extra.push(format!("unicast_ttl {ttl}"));
         }

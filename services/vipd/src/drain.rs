@@ -1,0 +1,129 @@
+//! The new master's half of a lossless planned move: while an instance drains, segments for
+//! its VIPs that belong to connections the old holder accepted go to the old holder (see
+//! `cairn_nft`). The tables are installed at startup with no drain, so conntrack already
+//! knows this box's own connections when a drain begins; they are removed when the daemon
+//! stops.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use cairn_netlink::IpNet;
+use cairn_nft::{Drain, DrainRuleset, Family, Nft};
+
+/// One instance's active drain.
+#[derive(Debug, Clone)]
+struct Active {
+    ifindex: u32,
+    to: IpAddr,
+    vips: Vec<IpAddr>,
+}
+
+/// The drain rules of every instance, kept in the kernel as one table per family.
+pub struct Drains {
+    nft: Option<Nft>,
+    families: Vec<Family>,
+    active: BTreeMap<String, Active>,
+}
+
+impl Drains {
+    /// Installs the empty tables for the families of `vips` (all instances' VIPs). Failure
+    /// (no nf_tables in the kernel) leaves draining off, with a warning: planned moves then
+    /// reset the connections in flight, as in keepalived.
+    pub fn install(vips: &[IpAddr]) -> Self {
+        let mut families = Vec::new();
+        if vips.iter().any(IpAddr::is_ipv4) {
+            families.push(Family::V4);
+        }
+        if vips.iter().any(IpAddr::is_ipv6) {
+            families.push(Family::V6);
+        }
+        let mut drains = Drains {
+            nft: None,
+            families,
+            active: BTreeMap::new(),
+        };
+        if drains.families.is_empty() {
+            return drains;
+        }
+        match Nft::open() {
+            Ok(nft) => drains.nft = Some(nft),
+            Err(e) => {
+                tracing::warn!("draining off: {e}");
+                return drains;
+            }
+        }
+        if let Err(e) = drains.apply() {
+            tracing::warn!("draining off: {e}");
+            drains.nft = None;
+        }
+        drains
+    }
+
+    /// Starts (or retargets) instance `name`'s drain.
+    pub fn start(
+        &mut self,
+        name: &str,
+        ifindex: u32,
+        to: IpAddr,
+        vips: &[IpNet],
+    ) -> Result<(), String> {
+        if self.nft.is_none() {
+            return Err("nf_tables is not available (see the startup warning)".into());
+        }
+        self.active.insert(
+            name.to_owned(),
+            Active {
+                ifindex,
+                to,
+                vips: vips.iter().map(|v| v.addr()).collect(),
+            },
+        );
+        self.apply()
+    }
+
+    /// Ends instance `name`'s drain.
+    pub fn stop(&mut self, name: &str) -> Result<(), String> {
+        if self.active.remove(name).is_none() || self.nft.is_none() {
+            return Ok(());
+        }
+        self.apply()
+    }
+
+    /// Removes the tables (daemon exit); failures are logged.
+    pub fn remove(&mut self) {
+        self.active.clear();
+        if let Some(nft) = self.nft.as_mut() {
+            for &family in &self.families {
+                if let Err(e) = nft.remove(family) {
+                    tracing::warn!("cannot remove the drain table: {e}");
+                }
+            }
+        }
+    }
+
+    /// Puts the kernel's tables in line with `active`.
+    fn apply(&mut self) -> Result<(), String> {
+        let Some(nft) = self.nft.as_mut() else {
+            return Ok(());
+        };
+        for &family in &self.families {
+            let drains = self
+                .active
+                .values()
+                .flat_map(|a| {
+                    a.vips
+                        .iter()
+                        .filter(|vip| vip.is_ipv6() == (family == Family::V6))
+                        .map(|&vip| Drain {
+                            vip,
+                            to: a.to,
+                            ifindex: a.ifindex,
+                        })
+                })
+                .collect();
+            nft.apply(&DrainRuleset { family, drains })
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
