@@ -425,8 +425,17 @@ impl Instance {
                 {
                     self.learn_master(received, now);
                     self.preempted(now, actions);
+                } else {
+                    // A lower-priority router that believes it is master (it missed our
+                    // adverts: a partition, a starved box). It has announced the VIPs, so
+                    // clients now send to it: assert ourselves at once, advert and a full
+                    // announcement, rather than leave them there until their ARP entries
+                    // age out (keepalived's `garp_lower_prio_repeat`).
+                    self.send(self.priority, actions);
+                    self.adver_timer = Some(now + centiseconds(self.config.interval_cs.max(1)));
+                    self.announce_left = self.config.announce_count.max(1);
+                    self.announce(now, actions);
                 }
-                // Otherwise a lower-priority router: discard, our next advert tells it.
             }
         }
     }

@@ -329,7 +329,11 @@ fn master_tie_break_on_equal_priority() {
     // We are 192.0.2.5: an equal advert from .4 loses, from .6 wins.
     let mut instance = started(config(100, 5), t0);
     let t1 = make_master(&mut instance, t0);
-    assert!(instance.handle(advert_from(4, 100, 100), t1).is_empty());
+    // The loser is told at once (advert + announcement), and we stay master.
+    assert_eq!(
+        instance.handle(advert_from(4, 100, 100), t1),
+        vec![Action::SendAdvert { priority: 100 }, Action::Announce]
+    );
     assert_eq!(instance.state(), State::Master);
     let actions = instance.handle(advert_from(6, 100, 100), t1);
     assert_eq!(actions.last(), Some(&changed(State::Master, State::Backup)));
@@ -359,14 +363,22 @@ fn tie_break_compares_addresses_as_unsigned_integers() {
 }
 
 #[test]
-fn master_ignores_lower_priority() {
+fn master_stays_master_over_lower_priority() {
     let t0 = Instant::now();
     let mut instance = started(config(100, 5), t0);
     let t1 = make_master(&mut instance, t0);
-    let deadline = instance.next_deadline();
-    assert!(instance.handle(advert_from(9, 99, 100), t1).is_empty());
+    let actions = instance.handle(advert_from(9, 99, 100), t1 + ms(10));
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, Action::StateChanged { .. }))
+    );
     assert_eq!(instance.state(), State::Master);
-    assert_eq!(instance.next_deadline(), deadline);
+    assert_eq!(
+        instance.next_deadline(),
+        Some(t1 + ms(10) + ms(1000)),
+        "Adver_Timer restarted (one announcement round configured)"
+    );
 }
 
 #[test]
@@ -838,4 +850,29 @@ fn parked_vips_go_at_a_second_shutdown_and_come_back_on_takeover() {
     let actions = instance.handle(Input::Timer, at);
     assert_eq!(actions[0], Action::AddVips);
     assert!(!instance.is_parked());
+}
+
+#[test]
+fn a_master_hearing_a_lower_priority_master_reasserts_and_reannounces() {
+    let t0 = Instant::now();
+    let mut cfg = config(200, 1);
+    cfg.announce_count = 3;
+    let mut instance = started(cfg, t0);
+    let t1 = make_master(&mut instance, t0);
+    // Rounds of the takeover done.
+    instance.handle(Input::Timer, t1 + ms(200));
+    instance.handle(Input::Timer, t1 + ms(400));
+    let t2 = t1 + ms(500);
+    let actions = instance.handle(advert_from(9, 100, 100), t2);
+    assert_eq!(
+        actions,
+        vec![Action::SendAdvert { priority: 200 }, Action::Announce]
+    );
+    assert_eq!(instance.state(), State::Master);
+    // The remaining rounds follow.
+    assert_eq!(instance.next_deadline(), Some(t2 + ms(200)));
+    assert_eq!(
+        instance.handle(Input::Timer, t2 + ms(200)),
+        vec![Action::Announce]
+    );
 }
