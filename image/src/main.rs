@@ -65,19 +65,41 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Put a build's signed update bundle into a repository and re-sign its index.
+    /// Put a build's signed update bundle into a repository and re-sign its index; or take
+    /// a version off offer with --withdraw.
     Publish {
         /// The repository directory (any static HTTP server serves it).
         #[arg(long)]
         repo: PathBuf,
         /// A `cairn build` output directory.
-        build: PathBuf,
-        /// The update signing key (default: the site's `update.signing_key` when absolute).
+        #[arg(required_unless_present = "withdraw")]
+        build: Option<PathBuf>,
+        /// The update signing key (default: the site's `update.signing_key` when absolute,
+        /// or relative to --site).
         #[arg(long)]
         update_key: Option<PathBuf>,
         /// Days the new index stays valid for the boxes.
         #[arg(long, default_value_t = 30)]
         expires_days: u64,
+        /// Take this version off offer instead of publishing (needs --role and --profile);
+        /// its files stay in the repository.
+        #[arg(
+            long,
+            value_name = "VERSION",
+            conflicts_with = "build",
+            requires_all = ["role", "profile"]
+        )]
+        withdraw: Option<String>,
+        /// The role of the version to withdraw.
+        #[arg(long, requires = "withdraw")]
+        role: Option<String>,
+        /// The profile of the version to withdraw.
+        #[arg(long, requires = "withdraw")]
+        profile: Option<String>,
+        /// With --withdraw: the site file whose public key the repository is checked with
+        /// (default: the signing key's own public key).
+        #[arg(long, requires = "withdraw")]
+        site: Option<PathBuf>,
     },
     /// Boot a build in QEMU and print its serial console.
     Run {
@@ -141,9 +163,37 @@ fn main() -> ExitCode {
         }),
         Command::Publish {
             repo,
-            build,
+            build: None,
             update_key,
             expires_days,
+            withdraw: Some(version),
+            role: Some(role),
+            profile: Some(profile),
+            site,
+        } => publish::withdraw(&publish::Withdrawal {
+            repo: repo.clone(),
+            role: role.clone(),
+            profile: profile.clone(),
+            version: version.clone(),
+            site,
+            update_key,
+            expires_days,
+        })
+        .map(|ix| {
+            let repo = repo.display().to_string().trim_end_matches('/').to_owned() + "/";
+            println!(
+                "withdrew {role}/{profile} {version} from {repo}index.json (index serial {}, expires {} = published + {expires_days} days); \
+                 its files stay in {repo}bundles/{role}/{profile}/{version}/",
+                ix.serial, ix.expires,
+            );
+        }),
+        Command::Publish {
+            repo,
+            build: Some(build),
+            update_key,
+            expires_days,
+            withdraw: None,
+            ..
         } => publish::run(&publish::Request {
             repo: repo.clone(),
             build,
@@ -164,6 +214,9 @@ fn main() -> ExitCode {
                 p.index.expires,
             );
         }),
+        Command::Publish { .. } => Err(anyhow::anyhow!(
+            "publish needs a build directory, or --withdraw VERSION with --role and --profile"
+        )),
         Command::Run {
             dir,
             pxe,

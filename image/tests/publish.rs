@@ -273,3 +273,222 @@ fn a_tampered_bundle_is_refused() {
     );
     assert!(!repo.join("index.json").exists(), "nothing published");
 }
+
+/// Runs `cairn publish --withdraw` of `version` (role lb, profile qemu-x86_64) plus `extra`.
+fn withdraw(repo: &Path, version: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "publish",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--withdraw",
+        version,
+        "--role",
+        "lb",
+        "--profile",
+        "qemu-x86_64",
+    ];
+    args.extend_from_slice(extra);
+    cairn(&args)
+}
+
+#[test]
+fn withdraw_takes_a_version_off_offer_with_a_new_serial_and_keeps_its_files() {
+    let f = Fixture::new();
+    let repo = f.path("repo");
+    let key_file = f.key_file();
+    let key = key_file.to_str().unwrap();
+    let v4 = f.build("v4", "0.4.0", &pattern(300_000, 4));
+    let v5 = f.build("v5", "0.5.0", &pattern(300_000, 5));
+    assert!(publish(&repo, &v4, &key_file).status.success());
+    assert!(publish(&repo, &v5, &key_file).status.success());
+    let before = read_index(&repo, &f.key);
+    assert_eq!(before.serial, 2);
+
+    let o = withdraw(
+        &repo,
+        "0.5.0",
+        &["--update-key", key, "--expires-days", "3"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("withdrew lb/qemu-x86_64 0.5.0") && out.contains("index serial 3"),
+        "{out}"
+    );
+    let ix = read_index(&repo, &f.key);
+    assert_eq!(ix.serial, 3, "serial + 1");
+    assert_eq!(ix.expires - ix.published, 3 * 86_400);
+    assert!(ix.published >= before.published);
+    let versions: Vec<&str> = ix.bundles.iter().map(|e| e.version.as_str()).collect();
+    assert_eq!(versions, ["0.4.0"]);
+    assert_eq!(ix.bundles[0], before.bundles[0], "the rest is unchanged");
+    // The files stay (a box may be downloading them); no temporaries are left.
+    assert_eq!(
+        std::fs::read(repo.join("bundles/lb/qemu-x86_64/0.5.0/root.img")).unwrap(),
+        pattern(300_000, 5)
+    );
+    let all = files(&repo);
+    assert!(all.iter().all(|p| !p.contains(".tmp")), "{all:?}");
+    assert_eq!(all.len(), 2 + 2 * 4, "{all:?}");
+
+    // Publishing the same build again puts it back; another build of 0.5.0 is refused
+    // although the index no longer lists the version.
+    let other = f.build("v5-other", "0.5.0", &pattern(300_000, 6));
+    let o = publish(&repo, &other, &key_file);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("holds another build of lb/qemu-x86_64 0.5.0"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(read_index(&repo, &f.key).serial, 3, "index untouched");
+    assert!(publish(&repo, &v5, &key_file).status.success());
+    let ix = read_index(&repo, &f.key);
+    assert_eq!(ix.serial, 4);
+    assert_eq!(ix.bundles.len(), 2);
+}
+
+#[test]
+fn withdraw_names_what_is_on_offer_when_asked_for_something_else() {
+    let f = Fixture::new();
+    let repo = f.path("repo");
+    let key_file = f.key_file();
+    let kf = key_file.to_str().unwrap();
+    // Nothing published yet.
+    let o = withdraw(&repo, "0.4.0", &["--update-key", kf]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("has no index.json: nothing is on offer to withdraw"),
+        "{}",
+        stderr(&o)
+    );
+    let v4 = f.build("v4", "0.4.0", &pattern(20_000, 4));
+    assert!(publish(&repo, &v4, &key_file).status.success());
+    let before = std::fs::read(repo.join("index.json")).unwrap();
+    for (args, want) in [
+        (
+            vec![
+                "--withdraw",
+                "0.3.0",
+                "--role",
+                "lb",
+                "--profile",
+                "qemu-x86_64",
+            ],
+            "lb/qemu-x86_64 0.3.0 is not on offer (versions on offer: 0.4.0)",
+        ),
+        (
+            vec![
+                "--withdraw",
+                "0.4.0",
+                "--role",
+                "web",
+                "--profile",
+                "qemu-x86_64",
+            ],
+            "the repository offers no bundle for role \"web\" (roles on offer: lb)",
+        ),
+        (
+            vec!["--withdraw", "0.4.0", "--role", "lb", "--profile", "rpi4"],
+            "the repository offers no lb bundle for profile \"rpi4\"",
+        ),
+        (
+            vec![
+                "--withdraw",
+                "1+2",
+                "--role",
+                "lb",
+                "--profile",
+                "qemu-x86_64",
+            ],
+            "--withdraw \"1+2\"",
+        ),
+    ] {
+        let mut all = vec![
+            "publish",
+            "--repo",
+            repo.to_str().unwrap(),
+            "--update-key",
+            kf,
+        ];
+        all.extend_from_slice(&args);
+        let o = cairn(&all);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
+    }
+    // --role and --profile are required; a build directory and --withdraw exclude each other.
+    let o = cairn(&[
+        "publish",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--withdraw",
+        "0.4.0",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--role"), "{}", stderr(&o));
+    let o = withdraw(&repo, "0.4.0", &[v4.to_str().unwrap(), "--update-key", kf]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    // Another key: the repository's index does not verify.
+    let other = f.path("other.pem");
+    write_key(&key(8), &other);
+    let o = withdraw(&repo, "0.4.0", &["--update-key", other.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("index.json: not signed by the site's key"),
+        "{}",
+        stderr(&o)
+    );
+    // No key at all.
+    let o = withdraw(&repo, "0.4.0", &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--update-key"), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(repo.join("index.json")).unwrap(),
+        before,
+        "nothing refused changed the index"
+    );
+}
+
+#[test]
+fn withdraw_with_the_site_file_uses_its_key_and_signing_key() {
+    let f = Fixture::new();
+    let repo = f.path("repo");
+    let v4 = f.build("v4", "0.4.0", &pattern(20_000, 4));
+    let v5 = f.build("v5", "0.5.0", &pattern(20_000, 5));
+    assert!(publish(&repo, &v4, &f.key_file()).status.success());
+    assert!(publish(&repo, &v5, &f.key_file()).status.success());
+    // A site file next to its key, as a site repository keeps them.
+    let site_dir = f.path("site");
+    std::fs::create_dir_all(&site_dir).unwrap();
+    let text = common::site_text("demo", &f.key);
+    assert!(text.contains("signing_key = \"update-key.demo.pem\""));
+    std::fs::write(site_dir.join("site.toml"), &text).unwrap();
+    write_key(&f.key, &site_dir.join("update-key.demo.pem"));
+    let site = site_dir.join("site.toml");
+    let o = withdraw(&repo, "0.5.0", &["--site", site.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ix = read_index(&repo, &f.key);
+    assert_eq!(ix.serial, 3);
+    assert_eq!(ix.bundles.len(), 1);
+    // The site's key must be the repository's: another site's file is refused.
+    let strange_dir = f.path("strange");
+    std::fs::create_dir_all(&strange_dir).unwrap();
+    std::fs::write(
+        strange_dir.join("site.toml"),
+        common::site_text("demo", &key(9)),
+    )
+    .unwrap();
+    write_key(&key(9), &strange_dir.join("update-key.demo.pem"));
+    let o = withdraw(
+        &repo,
+        "0.4.0",
+        &["--site", strange_dir.join("site.toml").to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("not signed by the site's key"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(read_index(&repo, &f.key).serial, 3);
+}

@@ -3,7 +3,8 @@
 //! upgrade under client load without a failed request, a bundle whose role never
 //! becomes ready rolls back by itself and is reported as failed, power cuts while a
 //! slot is written and during the switch leave a box that boots a good image, and
-//! what is on the data partition survives all of it.
+//! what is on the data partition survives all of it; and, on a site that allows
+//! downgrades, a withdrawn version makes a box go back to the previous one.
 //! Needs root (network namespaces, taps) and QEMU; fails loudly without them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -18,6 +19,7 @@ const V1: &str = "0.1.0";
 const V2: &str = "0.2.0";
 const V3: &str = "0.3.0";
 const V4: &str = "0.4.0";
+const V5: &str = "0.5.0";
 
 /// Console of a VM: everything it printed in every boot of this lab.
 fn console(state: &Path, node: &str) -> String {
@@ -55,8 +57,15 @@ fn tail_lines(text: &str, n: usize) -> String {
 /// Builds the example site's `lb` image at `version` (optionally from another
 /// roles directory) and returns the build directory.
 fn build(dir: &Path, version: &str, roles: Option<&Path>) -> PathBuf {
+    build_from(dir, version, roles, None)
+}
+
+/// [`build`] from another site file (a changed copy of the example's; its relative
+/// `signing_key` is replaced by `--update-key` with the example's key).
+fn build_from(dir: &Path, version: &str, roles: Option<&Path>, site: Option<&Path>) -> PathBuf {
     let out = dir.join(format!("lb-{version}"));
-    let site = workspace().join("examples/site.toml");
+    let example = workspace().join("examples/site.toml");
+    let site = site.unwrap_or(&example);
     let mut args = vec![
         "build".to_string(),
         "--quiet".into(),
@@ -74,6 +83,15 @@ fn build(dir: &Path, version: &str, roles: Option<&Path>) -> PathBuf {
     if let Some(r) = roles {
         args.push("--roles-dir".into());
         args.push(r.to_string_lossy().into_owned());
+    }
+    if site != example {
+        args.push("--update-key".into());
+        args.push(
+            workspace()
+                .join("examples/update-key.demo.pem")
+                .to_string_lossy()
+                .into_owned(),
+        );
     }
     let t = Instant::now();
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -276,6 +294,19 @@ fn lb_pair_upgrades_refuses_tampering_rolls_back_and_survives_power_cuts() {
     std::fs::write(&lb_services, broken).unwrap();
     let v3 = build(&dir, V3, Some(&broken_roles));
     let v4 = build(&dir, V4, None);
+    // v5 comes from a copy of the site that allows downgrades ([update] is its last section).
+    let downgrade_site = dir.join("site-allow-downgrade.toml");
+    let text = std::fs::read_to_string(&site).unwrap();
+    assert!(
+        text.rfind("[update]") > text.rfind("[["),
+        "[update] is the example site's last section"
+    );
+    std::fs::write(
+        &downgrade_site,
+        format!("{}\nallow_downgrade = true\n", text.trim_end()),
+    )
+    .unwrap();
+    let v5 = build_from(&dir, V5, None, Some(&downgrade_site));
     let bundle_size: u64 = [
         "root.img",
         "cairn.efi",
@@ -591,10 +622,128 @@ fn lb_pair_upgrades_refuses_tampering_rolls_back_and_survives_power_cuts() {
     assert!(text_of(&out).contains("older"), "{}", text_of(&out));
     assert_eq!(written_in(&lb2_overlay, root_a), before, "slot a untouched");
 
-    // 6. The data partition kept everything: one boot history across all versions.
+    // 6. A downgrade, on a site that allows it: lb2 goes to v5 (built with
+    // `allow_downgrade = true`), v5 is withdrawn, and lb2 goes back to v4 by itself.
+    let with_v5 = copy_repo(&with_v4, &repos, "with-v5");
+    throttle(&with_v5, 0);
+    publish(&with_v5, &v5);
+    serve(&state_path, &with_v5);
+    let from = console(&state_path, "lb2").len();
+    let out = upgrade(&state, "lb2", &["--now"]);
+    eprintln!("upgrade lb2 to {V5}: {}", text_of(&out));
+    wait_console(
+        &state_path,
+        "lb2",
+        from,
+        &format!("bless: blessed {V5}"),
+        Duration::from_secs(600),
+    );
+    assert_eq!(ready_version(&state_path, "lb2"), V5);
+    let o = cairn(&[
+        "publish",
+        "--repo",
+        &with_v5.to_string_lossy(),
+        "--withdraw",
+        V5,
+        "--role",
+        "lb",
+        "--profile",
+        "qemu-x86_64",
+        "--update-key",
+        &workspace()
+            .join("examples/update-key.demo.pem")
+            .to_string_lossy(),
+    ]);
+    assert!(
+        text_of(&o).contains(&format!("withdrew lb/qemu-x86_64 {V5}")),
+        "{}",
+        text_of(&o)
+    );
+    let from = console(&state_path, "lb2").len();
+    let t = Instant::now();
+    let out = upgrade(&state, "lb2", &["--now"]);
+    eprintln!("downgrade lb2 {V5} -> {V4}: {}", text_of(&out));
+    let at = wait_console(
+        &state_path,
+        "lb2",
+        from,
+        &format!("update: downgrading {V5} -> {V4} (allow_downgrade)"),
+        Duration::from_secs(60),
+    );
+    let at = wait_console(
+        &state_path,
+        "lb2",
+        at,
+        &format!("update: demoted {V5} to EFI/Linux/cairn-{V5}+0.efi"),
+        Duration::from_secs(300),
+    );
+    let at = wait_console(
+        &state_path,
+        "lb2",
+        at,
+        &format!("bless: blessed {V4}"),
+        Duration::from_secs(600),
+    );
+    wait_console(
+        &state_path,
+        "lb2",
+        at,
+        &format!("update: downgraded {V5} -> {V4}"),
+        Duration::from_secs(120),
+    );
+    let downgrade_s = t.elapsed();
+    eprintln!(
+        "downgrade {V5} -> {V4}: {:.1} s from the request to {V4} blessed and reported",
+        downgrade_s.as_secs_f64()
+    );
+    assert_eq!(ready_version(&state_path, "lb2"), V4);
+    // The check that reported it may still be running: wait until its result is in.
+    let t2 = Instant::now();
+    let st = loop {
+        let st = update_status(&state, "lb2");
+        if st["last_result"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&format!("downgraded {V5} -> {V4}"))
+        {
+            break st;
+        }
+        assert!(
+            t2.elapsed() < Duration::from_secs(60),
+            "the status never reports the downgrade: {st}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    eprintln!("lb2 after the downgrade: {st}");
+    assert_eq!(st["running_version"], V4, "{st}");
+    // v4 went into slot a again (v5 ran from b): booted, blessed, default; b keeps v5
+    // under its demoted entry.
+    assert_eq!(st["booted_slot"], "a", "{st}");
+    let a = &st["slots"][0];
+    assert_eq!(a["version"], V4, "{st}");
+    assert_eq!(a["booted"], true, "{st}");
+    assert_eq!(a["default"], true, "{st}");
+    assert_eq!(a["blessed"], true, "{st}");
+    let b = &st["slots"][1];
+    assert_eq!(b["version"], V5, "{st}");
+    assert_eq!(b["entry"], format!("cairn-{V5}+0.efi"), "{st}");
+    assert_eq!(b["default"], false, "{st}");
+    let failed = st["failed"].to_string();
+    assert!(
+        !failed.contains(V5) && !failed.contains(V4),
+        "no version of the downgrade is failed: {st}"
+    );
+    let out = upgrade(&state, "lb2", &[]);
+    assert!(
+        text_of(&out).contains("up to date"),
+        "nothing more to do: {}",
+        text_of(&out)
+    );
+
+    // 7. The data partition kept everything: one boot history across all versions.
     let history = data_file(&state_path, "lb2", data, "/lib/cairn/boot-history");
     eprintln!("lb2 boot history:\n{history}");
-    for v in [V1, V2, V3, V4] {
+    for v in [V1, V2, V3, V4, V5] {
         assert!(
             history.contains(&format!("version={v} ")),
             "{v} booted on the same data partition: {history}"
@@ -604,6 +753,10 @@ fn lb_pair_upgrades_refuses_tampering_rolls_back_and_survives_power_cuts() {
     assert!(
         state_json.contains(V3),
         "the failed version is on the data partition: {state_json}"
+    );
+    assert!(
+        state_json.contains(&format!("downgraded {V5} -> {V4}")),
+        "the downgrade's outcome is on the data partition: {state_json}"
     );
 
     // Figures for `cargo xtask bench --only upgrade`.
@@ -616,6 +769,7 @@ fn lb_pair_upgrades_refuses_tampering_rolls_back_and_survives_power_cuts() {
             "rolling_requests": rolling_requests,
             "rolling_failed": rolling_failed,
             "rollback_s": rollback.as_secs_f64(),
+            "downgrade_s": downgrade_s.as_secs_f64(),
             "tries": 3,
         });
         std::fs::write(&path, serde_json::to_string_pretty(&figures).unwrap()).unwrap();

@@ -1,5 +1,6 @@
 //! `cairn publish`: puts a build's signed update bundle into a repository
-//! directory (served by any static HTTP server) and re-signs the index.
+//! directory (served by any static HTTP server) and re-signs the index; with
+//! `--withdraw` it takes a version off offer instead.
 //!
 //! Everything is checked before the repository changes: the bundle against
 //! the site's public key and its own manifest, the repository's index against
@@ -16,7 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 use cairn_debian::apt::sha256_file;
 use cairn_update::index::{self, Index};
-use cairn_update::keys::PublicKey;
+use cairn_update::keys::{PublicKey, SigningKey};
 use cairn_update::manifest::{self, Manifest};
 use sha2::{Digest, Sha256};
 
@@ -30,6 +31,27 @@ pub struct Request {
     /// A `cairn build` output directory with `bundle/` and `site.toml`.
     pub build: PathBuf,
     /// The signing key (else the site's `update.signing_key` when absolute).
+    pub update_key: Option<PathBuf>,
+    /// How long the new index stays valid.
+    pub expires_days: u64,
+}
+
+/// One `cairn publish --withdraw` invocation.
+#[derive(Debug, Clone)]
+pub struct Withdrawal {
+    /// The repository directory.
+    pub repo: PathBuf,
+    /// The role of the bundle to take off offer.
+    pub role: String,
+    /// Its profile.
+    pub profile: String,
+    /// Its version.
+    pub version: String,
+    /// The site file: its `update.public_key` is trusted and its `update.signing_key`
+    /// (relative to the site file) is the default key. Without it the signing key's own
+    /// public key must verify the repository's index.
+    pub site: Option<PathBuf>,
+    /// The signing key.
     pub update_key: Option<PathBuf>,
     /// How long the new index stays valid.
     pub expires_days: u64,
@@ -99,25 +121,115 @@ pub fn run(req: &Request) -> Result<Published> {
         .with_context(|| format!("publishing into {}", req.repo.display()))?;
 
     let dest = req.repo.join(&plan.path);
+    if !plan.already_listed {
+        check_leftover(&dest, &manifest_sha, &m)?;
+    }
     std::fs::create_dir_all(&dest).with_context(|| format!("creating {}", dest.display()))?;
     for f in BUNDLE_FILES {
         copy_if_different(&bundle.join(f), &dest.join(f))?;
     }
     sync_dir(&dest)?;
 
-    let json = plan.index.to_json();
-    let sig = signer.key.sign(json.as_bytes()).to_json();
-    // The new index must be one the boxes accept.
-    index::verify(&trusted, json.as_bytes(), sig.as_bytes())
-        .context("the new index does not verify against the site's key")?;
-    write_atomic(&req.repo.join(INDEX_SIG), sig.as_bytes())?;
-    write_atomic(&req.repo.join(INDEX), json.as_bytes())?;
-    sync_dir(&req.repo)?;
+    write_index(&req.repo, &plan.index, &signer.key, &trusted)?;
     Ok(Published {
         index: plan.index,
         path: plan.path,
         already_listed: plan.already_listed,
     })
+}
+
+/// Takes `w.role`/`w.profile` `w.version` off offer: the index is re-signed without it
+/// (`serial` + 1, new `published` and `expires`), written like a publish's. The bundle's
+/// files stay: a box that read the previous index may still be downloading them, and they
+/// keep the version's directory taken (publish refuses other content there). Returns the
+/// new index.
+pub fn withdraw(w: &Withdrawal) -> Result<Index> {
+    if !(1..=3650).contains(&w.expires_days) {
+        bail!("--expires-days {}: must be 1 to 3650", w.expires_days);
+    }
+    cairn_update::version::validate(&w.version)
+        .with_context(|| format!("--withdraw {:?}", w.version))?;
+    let (signer, trusted) = match &w.site {
+        Some(site_file) => {
+            let site = cairn_site::load_site(site_file)?;
+            let update = site.update.as_ref().with_context(|| {
+                format!(
+                    "{}: the site has no [update] section, so it has no repository",
+                    site_file.display()
+                )
+            })?;
+            let trusted = PublicKey::parse(&update.public_key)
+                .with_context(|| format!("{}: field `update.public_key`", site_file.display()))?;
+            let base = site_file.parent().map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            });
+            let path = signing::key_path(&site, site_file, w.update_key.as_deref(), base)?;
+            (signing::load(&site, site_file, &path)?.key, trusted)
+        }
+        None => {
+            let path = w.update_key.as_deref().context(
+                "--withdraw needs the signing key: --update-key FILE, or --site FILE with update.signing_key",
+            )?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the update signing key {}", path.display()))?;
+            let key = SigningKey::from_pkcs8_pem(&text).with_context(|| {
+                format!("{}: not an Ed25519 PKCS#8 PEM private key", path.display())
+            })?;
+            let trusted = key.public_key();
+            (key, trusted)
+        }
+    };
+    let old = read_index(&w.repo, &trusted)?.with_context(|| {
+        format!(
+            "{} has no {INDEX}: nothing is on offer to withdraw",
+            w.repo.display()
+        )
+    })?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .context("the clock is before 1970")?
+        .as_secs();
+    let new = plan::withdraw(&old, &w.role, &w.profile, &w.version, now, w.expires_days)
+        .with_context(|| format!("withdrawing from {}", w.repo.display()))?;
+    write_index(&w.repo, &new, &signer, &trusted)?;
+    Ok(new)
+}
+
+/// Signs `ix`, checks that the boxes will accept it, and writes `index.json.sig`, then
+/// `index.json` (each through a temporary and a rename), then syncs the directory.
+fn write_index(repo: &Path, ix: &Index, key: &SigningKey, trusted: &PublicKey) -> Result<()> {
+    let json = ix.to_json();
+    let sig = key.sign(json.as_bytes()).to_json();
+    // The new index must be one the boxes accept.
+    index::verify(trusted, json.as_bytes(), sig.as_bytes())
+        .context("the new index does not verify against the site's key")?;
+    write_atomic(&repo.join(INDEX_SIG), sig.as_bytes())?;
+    write_atomic(&repo.join(INDEX), json.as_bytes())?;
+    sync_dir(repo)
+}
+
+/// A bundle directory not in the index may hold a withdrawn version (or an interrupted
+/// publish): refuses to put other content under the same version.
+fn check_leftover(dest: &Path, manifest_sha: &str, m: &Manifest) -> Result<()> {
+    let existing = dest.join("manifest.json");
+    if !existing.is_file() {
+        return Ok(());
+    }
+    let sha = sha256_file(&existing)?;
+    if sha != manifest_sha {
+        bail!(
+            "{} holds another build of {}/{} {} (manifest sha256 {sha}, this build {manifest_sha};              withdrawn earlier?): a version names one image forever, build with a new --version",
+            dest.display(),
+            m.role,
+            m.profile,
+            m.version
+        );
+    }
+    Ok(())
 }
 
 /// Verifies `bundle/manifest.json` with the site's key and checks the files

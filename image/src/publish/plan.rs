@@ -50,6 +50,54 @@ pub enum PlanError {
     /// The serial cannot grow any more.
     #[error("the index serial {0} cannot grow")]
     SerialExhausted(u64),
+    /// A withdrawal names a role with no bundle on offer.
+    #[error(
+        "the repository offers no bundle for role {role:?} (roles on offer: {})",
+        list(on_offer)
+    )]
+    UnknownRole {
+        /// The role asked for.
+        role: String,
+        /// The roles on offer.
+        on_offer: Vec<String>,
+    },
+    /// A withdrawal names a profile with no bundle of the role on offer.
+    #[error(
+        "the repository offers no {role} bundle for profile {profile:?} (profiles on offer for {role}: {})",
+        list(on_offer)
+    )]
+    UnknownProfile {
+        /// The role.
+        role: String,
+        /// The profile asked for.
+        profile: String,
+        /// The role's profiles on offer.
+        on_offer: Vec<String>,
+    },
+    /// A withdrawal names a version that is not on offer.
+    #[error(
+        "{role}/{profile} {version} is not on offer (versions on offer: {})",
+        list(on_offer)
+    )]
+    UnknownVersion {
+        /// The role.
+        role: String,
+        /// The profile.
+        profile: String,
+        /// The version asked for.
+        version: String,
+        /// The versions on offer for the role and profile, oldest first.
+        on_offer: Vec<String>,
+    },
+}
+
+/// `a, b, c`, or `none`.
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".to_owned()
+    } else {
+        items.join(", ")
+    }
 }
 
 /// The new index and what happened to the entry.
@@ -157,6 +205,68 @@ pub fn next_index(
         },
         path,
         already_listed,
+    })
+}
+
+/// The distinct names of `it`, sorted.
+fn sorted_unique<'a>(it: impl Iterator<Item = &'a String>) -> Vec<String> {
+    let mut v: Vec<String> = it.cloned().collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// The index after taking `role`/`profile` `version` off offer in a repository whose
+/// current index is `old`: the same entries without it, `serial` + 1, published `now`, fresh
+/// for `expires_days`. The bundle's files are not named here (they stay in the repository).
+pub fn withdraw(
+    old: &Index,
+    role: &str,
+    profile: &str,
+    version: &str,
+    now: u64,
+    expires_days: u64,
+) -> Result<Index, PlanError> {
+    if !old.bundles.iter().any(|e| e.role == role) {
+        return Err(PlanError::UnknownRole {
+            role: role.to_owned(),
+            on_offer: sorted_unique(old.bundles.iter().map(|e| &e.role)),
+        });
+    }
+    let of_role: Vec<&IndexEntry> = old.bundles.iter().filter(|e| e.role == role).collect();
+    if !of_role.iter().any(|e| e.profile == profile) {
+        return Err(PlanError::UnknownProfile {
+            role: role.to_owned(),
+            profile: profile.to_owned(),
+            on_offer: sorted_unique(of_role.iter().map(|e| &e.profile)),
+        });
+    }
+    let same = |e: &IndexEntry| e.role == role && e.profile == profile && e.version == version;
+    if !old.bundles.iter().any(same) {
+        let mut on_offer: Vec<String> = of_role
+            .iter()
+            .filter(|e| e.profile == profile)
+            .map(|e| e.version.clone())
+            .collect();
+        on_offer.sort_by(|a, b| cairn_update::version::compare(a, b));
+        return Err(PlanError::UnknownVersion {
+            role: role.to_owned(),
+            profile: profile.to_owned(),
+            version: version.to_owned(),
+            on_offer,
+        });
+    }
+    let serial = old
+        .serial
+        .checked_add(1)
+        .ok_or(PlanError::SerialExhausted(old.serial))?;
+    Ok(Index {
+        format: index::FORMAT,
+        cluster: old.cluster.clone(),
+        serial,
+        published: now,
+        expires: now.saturating_add(expires_days.saturating_mul(DAY)),
+        bundles: old.bundles.iter().filter(|e| !same(e)).cloned().collect(),
     })
 }
 
@@ -286,6 +396,77 @@ mod tests {
                 "{role} {version}: {err:?}"
             );
         }
+    }
+
+    #[test]
+    fn withdrawing_drops_one_entry_and_grows_the_serial() {
+        let mut ix = next_index(
+            None,
+            &manifest("demo", "lb", "0.4.0"),
+            &"a".repeat(64),
+            NOW,
+            30,
+        )
+        .unwrap()
+        .index;
+        for (role, v) in [("lb", "0.5.0"), ("base", "0.5.0")] {
+            ix = next_index(
+                Some(&ix),
+                &manifest("demo", role, v),
+                &"b".repeat(64),
+                NOW,
+                30,
+            )
+            .unwrap()
+            .index;
+        }
+        assert_eq!(ix.serial, 3);
+        let w = withdraw(&ix, "lb", "qemu-x86_64", "0.5.0", NOW + 10, 7).unwrap();
+        assert_eq!(w.serial, 4);
+        assert_eq!(w.published, NOW + 10);
+        assert_eq!(w.expires, NOW + 10 + 7 * 86_400);
+        assert_eq!(w.cluster, "demo");
+        let left: Vec<(&str, &str)> = w
+            .bundles
+            .iter()
+            .map(|e| (e.role.as_str(), e.version.as_str()))
+            .collect();
+        assert_eq!(left, [("base", "0.5.0"), ("lb", "0.4.0")]);
+        w.validate().unwrap();
+        // The last one of a role and profile may go too.
+        let w = withdraw(&w, "lb", "qemu-x86_64", "0.4.0", NOW + 20, 30).unwrap();
+        assert_eq!(w.bundles.len(), 1);
+        assert_eq!(w.serial, 5);
+    }
+
+    #[test]
+    fn withdrawing_what_is_not_on_offer_names_what_is() {
+        let mut ix = next_index(None, &manifest("demo", "lb", "0.10.0"), "a", NOW, 30)
+            .unwrap()
+            .index;
+        ix = next_index(Some(&ix), &manifest("demo", "lb", "0.9.0"), "b", NOW, 30)
+            .unwrap()
+            .index;
+        let e = withdraw(&ix, "web", "qemu-x86_64", "0.9.0", NOW, 30).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the repository offers no bundle for role \"web\" (roles on offer: lb)"
+        );
+        let e = withdraw(&ix, "lb", "rpi4", "0.9.0", NOW, 30).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the repository offers no lb bundle for profile \"rpi4\" (profiles on offer for lb: qemu-x86_64)"
+        );
+        let e = withdraw(&ix, "lb", "qemu-x86_64", "0.9", NOW, 30).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "lb/qemu-x86_64 0.9 is not on offer (versions on offer: 0.9.0, 0.10.0)"
+        );
+        ix.serial = u64::MAX;
+        assert_eq!(
+            withdraw(&ix, "lb", "qemu-x86_64", "0.9.0", NOW, 30),
+            Err(PlanError::SerialExhausted(u64::MAX))
+        );
     }
 
     #[test]

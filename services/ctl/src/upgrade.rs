@@ -107,6 +107,11 @@ pub(crate) fn slots_section(socket: &Path) -> String {
 /// `updates: <state>` and a SLOT VERSION ENTRY BOOTED DEFAULT TRIES table.
 pub(crate) fn render(s: &UpdateStatus) -> String {
     let mut out = format!("updates: {} (running {})\n", s.state, s.running_version);
+    // The last check's result when it was no error (an error is the next line); it carries
+    // the last downgrade's outcome (`up to date; downgraded 0.5.0 -> 0.4.0`).
+    if !s.last_result.is_empty() && s.last_result != s.last_error {
+        out.push_str(&format!("last check: {}\n", s.last_result));
+    }
     if !s.last_error.is_empty() {
         out.push_str(&format!("last error: {}\n", s.last_error));
     }
@@ -131,6 +136,10 @@ pub(crate) fn render(s: &UpdateStatus) -> String {
             "-".to_owned()
         } else if slot.blessed {
             "blessed".to_owned()
+        } else if slot.entry.ends_with("+0.efi") {
+            // `cairn-<v>+0.efi`: demoted by a downgrade (systemd-boot never makes this name),
+            // booted only when no good entry is left.
+            "demoted".to_owned()
         } else {
             format!("{} left", slot.tries_left)
         };
@@ -193,10 +202,44 @@ mod tests {
         assert_eq!(
             render(&s),
             "updates: waiting to reboot: handing the virtual IPs to lb2 (running 0.1.0)\n\
+             last check: installed 0.2.0 as cairn-0.2.0+3.efi\n\
              failed: 0.1.5: did not become healthy in 3 boots; running 0.1.0 again\n\
              SLOT  VERSION  ENTRY              BOOTED  DEFAULT  TRIES\n\
              a     0.1.0    cairn-0.1.0.efi    yes     no       blessed\n\
              b     0.2.0    cairn-0.2.0+3.efi  no      yes      3 left\n"
+        );
+        // A downgrade under way: the running entry demoted, the older version default.
+        let s = UpdateStatus {
+            state: "rebooting".into(),
+            running_version: "0.5.0".into(),
+            slots: vec![
+                slot("a", "0.4.0", "cairn-0.4.0+3.efi", false, true, false, 3),
+                slot("b", "0.5.0", "cairn-0.5.0+0.efi", true, false, false, 0),
+            ],
+            last_result: "downgrading 0.5.0 -> 0.4.0: installed 0.4.0 as cairn-0.4.0+3.efi".into(),
+            last_error: String::new(),
+            failed: Vec::new(),
+            ..s
+        };
+        assert_eq!(
+            render(&s),
+            "updates: rebooting (running 0.5.0)\n\
+             last check: downgrading 0.5.0 -> 0.4.0: installed 0.4.0 as cairn-0.4.0+3.efi\n\
+             SLOT  VERSION  ENTRY              BOOTED  DEFAULT  TRIES\n\
+             a     0.4.0    cairn-0.4.0+3.efi  no      yes      3 left\n\
+             b     0.5.0    cairn-0.5.0+0.efi  yes     no       demoted\n"
+        );
+        // A refusal is shown once, as the error.
+        let s = UpdateStatus {
+            state: "idle".into(),
+            slots: Vec::new(),
+            last_result: "refused index: x".into(),
+            last_error: "refused index: x".into(),
+            ..s
+        };
+        assert_eq!(
+            render(&s),
+            "updates: idle (running 0.5.0)\nlast error: refused index: x\n"
         );
         assert_eq!(
             slots_section(Path::new("/nonexistent/updated.sock")),

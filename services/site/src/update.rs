@@ -36,6 +36,11 @@ pub struct UpdateConfig {
     pub boot_deadline_s: u64,
     /// When a box reboots into an installed update; see [`Site::reboot_policy`].
     pub reboot: Option<RebootPolicy>,
+    /// Whether a box may go back to an older version when the newest one on
+    /// offer (not recorded as failed) is older than what it runs, e.g. after
+    /// `cairn publish --withdraw`. Off by default: versions only go forward.
+    #[serde(default)]
+    pub allow_downgrade: bool,
 }
 
 fn default_interval() -> u64 {
@@ -260,6 +265,7 @@ mac = "52:54:00:00:00:21"
         );
         assert_eq!(u.signing_key, None);
         assert_eq!(u.reboot, None);
+        assert!(!u.allow_downgrade, "versions only go forward by default");
         assert_eq!(s.reboot_policy(Role::Lb), RebootPolicy::PeerHoldsVip);
         assert_eq!(s.reboot_policy(Role::Base), RebootPolicy::Immediately);
     }
@@ -267,7 +273,7 @@ mac = "52:54:00:00:00:21"
     #[test]
     fn everything_set_is_kept() {
         let s = parse(&format!(
-            "{}\nsigning_key = \"keys/update-key.pem\"\ninterval_s = 0\ntries = 9\nbless_after_s = 1\nboot_deadline_s = 2\nreboot = \"immediately\"",
+            "{}\nsigning_key = \"keys/update-key.pem\"\ninterval_s = 0\ntries = 9\nbless_after_s = 1\nboot_deadline_s = 2\nreboot = \"immediately\"\nallow_downgrade = true",
             minimal()
         ))
         .unwrap();
@@ -280,6 +286,7 @@ mac = "52:54:00:00:00:21"
             (u.interval_s, u.tries, u.bless_after_s, u.boot_deadline_s),
             (0, 9, 1, 2)
         );
+        assert!(u.allow_downgrade);
         assert_eq!(s.reboot_policy(Role::Lb), RebootPolicy::Immediately);
         let s = parse(&format!("{}\nreboot = \"peer-holds-vip\"", minimal())).unwrap();
         assert_eq!(s.reboot_policy(Role::Base), RebootPolicy::PeerHoldsVip);
@@ -401,6 +408,11 @@ mac = "52:54:00:00:00:21"
         let e = one_error(&format!("{}\nreboot = \"later\"", minimal()));
         assert!(
             e.contains("field `update.reboot`") && e.contains("later"),
+            "{e}"
+        );
+        let e = one_error(&format!("{}\nallow_downgrade = \"yes\"", minimal()));
+        assert!(
+            e.contains("field `update.allow_downgrade`") && e.contains("a boolean"),
             "{e}"
         );
         let e = one_error("public_key = \"x\"");

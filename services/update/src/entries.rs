@@ -15,6 +15,9 @@ pub const PREFIX: &str = "cairn-";
 /// File name suffix of UKIs.
 pub const SUFFIX: &str = ".efi";
 
+/// systemd-boot caps the tries-done counter at `INT_MAX`.
+const DONE_MAX: u32 = 0x7fff_ffff;
+
 /// One cairn UKI on the ESP, as its file name describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
@@ -104,6 +107,38 @@ impl Entry {
     /// Whether systemd-boot considers it bad: counted with no tries left.
     pub fn is_bad(&self) -> bool {
         self.tries.is_some_and(|t| t.left == 0)
+    }
+
+    /// The same version demoted for a downgrade: `cairn-<v>+0.efi`, a bad entry
+    /// (sorted after every good one, still booted when nothing good is left)
+    /// that was never tried.
+    pub fn demoted(&self) -> Entry {
+        Entry {
+            version: self.version.clone(),
+            tries: Some(Tries { left: 0, done: 0 }),
+        }
+    }
+
+    /// Whether it is a demoted entry: no tries left and none done. systemd-boot
+    /// never makes this name (it counts `+1-<n>` down to `+0-<n+1>`), so only a
+    /// downgrade's demotion does.
+    pub fn is_demoted(&self) -> bool {
+        self.tries == Some(Tries { left: 0, done: 0 })
+    }
+
+    /// The name systemd-boot 252 renames a counted entry to before it boots it
+    /// (`config_entry_bump_counters`): one try less (never below 0), one more done.
+    /// A bad entry booted as the last resort is renamed too (`+0` → `+0-1`), and
+    /// `LoaderBootCountPath` names it, so cairn-init counts and blesses that boot.
+    /// A blessed entry is not renamed.
+    pub fn counted_down(&self) -> Entry {
+        Entry {
+            version: self.version.clone(),
+            tries: self.tries.map(|t| Tries {
+                left: t.left.saturating_sub(1),
+                done: t.done.saturating_add(1).min(DONE_MAX),
+            }),
+        }
     }
 }
 
@@ -255,6 +290,44 @@ mod tests {
             Some("cairn-0.2.0+0-3.efi")
         );
         assert_eq!(default_entry(&[]), None);
+    }
+
+    #[test]
+    fn a_downgrade_boots_the_older_version_and_falls_back_to_the_newer_one() {
+        // The running 0.5.0 is demoted after 0.4.0 is installed with its tries.
+        let running = e("cairn-0.5.0.efi");
+        let demoted = running.demoted();
+        assert_eq!(demoted.file_name(), "cairn-0.5.0+0.efi");
+        assert!(demoted.is_bad() && demoted.is_demoted());
+        assert_eq!(Entry::parse("cairn-0.5.0+0.efi"), Some(demoted.clone()));
+        let mut v = vec![demoted.clone(), e("cairn-0.4.0+3.efi")];
+        sort(&mut v);
+        assert_eq!(names(&v), ["cairn-0.4.0+3.efi", "cairn-0.5.0+0.efi"]);
+        // Without the demotion the older version would never boot.
+        let v = vec![running.clone(), e("cairn-0.4.0+3.efi")];
+        assert_eq!(
+            default_entry(&v).map(Entry::file_name).as_deref(),
+            Some("cairn-0.5.0.efi")
+        );
+        // 0.4.0 used up its tries: both bad, the newest of them (0.5.0) boots,
+        // renamed like any counted entry.
+        let v = vec![demoted.clone(), e("cairn-0.4.0+0-3.efi")];
+        let first = default_entry(&v).unwrap();
+        assert_eq!(first.file_name(), "cairn-0.5.0+0.efi");
+        assert_eq!(first.counted_down().file_name(), "cairn-0.5.0+0-1.efi");
+        assert!(!first.counted_down().is_demoted(), "tried now");
+        // Tries count down as systemd-boot does; blessed entries stay.
+        assert_eq!(
+            e("cairn-0.4.0+3.efi").counted_down().file_name(),
+            "cairn-0.4.0+2-1.efi"
+        );
+        assert_eq!(
+            e("cairn-0.4.0+1-2.efi").counted_down().file_name(),
+            "cairn-0.4.0+0-3.efi"
+        );
+        assert_eq!(running.counted_down(), running);
+        assert!(!e("cairn-0.4.0+0-3.efi").is_demoted());
+        assert!(!running.is_demoted());
     }
 
     #[test]

@@ -182,6 +182,9 @@ pub struct Running<'a> {
     pub failed: &'a [String],
     /// The box's clock (seconds since the epoch).
     pub now: u64,
+    /// The site's `[update] allow_downgrade`: whether an older newest offer is a
+    /// downgrade target instead of a refusal.
+    pub allow_downgrade: bool,
 }
 
 /// What to do with an acceptable index.
@@ -189,8 +192,11 @@ pub struct Running<'a> {
 pub enum Choice<'a> {
     /// Nothing newer is on offer.
     UpToDate,
-    /// Install this bundle.
+    /// Install this bundle (newer than the running version).
     Install(&'a IndexEntry),
+    /// Go back to this bundle: it is older than the running version, and the
+    /// site allows downgrades.
+    Downgrade(&'a IndexEntry),
 }
 
 /// Why an index is not acted upon.
@@ -222,8 +228,12 @@ pub enum Refusal {
         /// The box's clock.
         now: u64,
     },
-    /// The newest bundle on offer is older than the running version.
-    #[error("the newest {role}/{profile} on offer is {offered}, older than the running {running}")]
+    /// The newest bundle on offer is older than the running version, and the
+    /// site does not allow downgrades.
+    #[error(
+        "the newest {role}/{profile} on offer is {offered}, older than the running {running} \
+         (the site's [update] allow_downgrade is false)"
+    )]
     Older {
         /// The role.
         role: String,
@@ -241,9 +251,10 @@ pub enum Refusal {
 /// Refuses an index for another cluster, one whose serial is below
 /// `last_serial`, and an expired one (only when `now >= source_date_epoch`:
 /// an earlier clock is not trusted). Among the entries for the box's role and
-/// profile that are not in `failed`, the newest is installed when it is newer
-/// than the running version; when it equals it the box is up to date, and
-/// when it is older the index is refused with [`Refusal::Older`].
+/// profile that are not in `failed`, the newest is the target: newer than the
+/// running version, it is installed; equal, the box is up to date; older, it
+/// is a [`Choice::Downgrade`] when `allow_downgrade` is set and the index is
+/// refused with [`Refusal::Older`] otherwise.
 pub fn choose<'a>(index: &'a Index, me: &Running<'_>) -> Result<Choice<'a>, Refusal> {
     if index.cluster != me.cluster {
         return Err(Refusal::OtherCluster {
@@ -275,6 +286,7 @@ pub fn choose<'a>(index: &'a Index, me: &Running<'_>) -> Result<Choice<'a>, Refu
     match version::compare(&newest.version, me.version) {
         Ordering::Greater => Ok(Choice::Install(newest)),
         Ordering::Equal => Ok(Choice::UpToDate),
+        Ordering::Less if me.allow_downgrade => Ok(Choice::Downgrade(newest)),
         Ordering::Less => Err(Refusal::Older {
             role: me.role.to_owned(),
             profile: me.profile.to_owned(),
@@ -320,6 +332,7 @@ mod tests {
             last_serial: Some(7),
             failed,
             now: 1_765_000_000,
+            allow_downgrade: false,
         }
     }
 
@@ -337,6 +350,14 @@ mod tests {
         match c.unwrap() {
             Choice::UpToDate => None,
             Choice::Install(e) => Some(e.version.as_str()),
+            Choice::Downgrade(e) => panic!("unexpected downgrade to {}", e.version),
+        }
+    }
+
+    fn downgrade_to<'a>(c: Result<Choice<'a>, Refusal>) -> Option<&'a str> {
+        match c.unwrap() {
+            Choice::Downgrade(e) => Some(e.version.as_str()),
+            other => panic!("expected a downgrade, got {other:?}"),
         }
     }
 
@@ -369,6 +390,52 @@ mod tests {
                 offered: "0.10.0".into(),
                 running: "0.11.0".into(),
             })
+        );
+    }
+
+    #[test]
+    fn older_than_running_is_refused_with_the_hint() {
+        let e = choose(&offered(), &me("0.11.0", &[]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "the newest lb/qemu-x86_64 on offer is 0.10.0, older than the running 0.11.0 \
+             (the site's [update] allow_downgrade is false)"
+        );
+    }
+
+    #[test]
+    fn allow_downgrade_makes_an_older_newest_offer_the_target() {
+        let ix = offered();
+        let mut m = me("0.11.0", &[]);
+        m.allow_downgrade = true;
+        // The newest on offer, not the one just below the running version.
+        assert_eq!(downgrade_to(choose(&ix, &m)), Some("0.10.0"));
+        // Failed versions are skipped as for upgrades: the next older one is the target.
+        let failed = vec!["0.10.0".to_owned()];
+        let mut m = me("0.11.0", &failed);
+        m.allow_downgrade = true;
+        assert_eq!(downgrade_to(choose(&ix, &m)), Some("0.3.0"));
+        // Newer and equal behave as without the switch.
+        let mut m = me("0.2.0", &[]);
+        m.allow_downgrade = true;
+        assert_eq!(picked(choose(&ix, &m)), Some("0.10.0"));
+        let mut m = me("0.10.0", &[]);
+        m.allow_downgrade = true;
+        assert_eq!(picked(choose(&ix, &m)), None);
+        // Nothing on offer (everything withdrawn or failed) is never a downgrade.
+        let all = vec!["0.10.0".to_owned(), "0.3.0".to_owned(), "0.2.0".to_owned()];
+        let mut m = me("0.11.0", &all);
+        m.allow_downgrade = true;
+        assert_eq!(picked(choose(&ix, &m)), None);
+        // The index checks come first: a rolled-back index is still refused.
+        let mut m = me("0.11.0", &[]);
+        m.allow_downgrade = true;
+        m.last_serial = Some(8);
+        assert_eq!(
+            choose(&ix, &m),
+            Err(Refusal::SerialRollback { last: 8, found: 7 })
         );
     }
 

@@ -176,6 +176,12 @@ impl Agent {
                         inner.last_error.clear();
                         Some(version.clone())
                     }
+                    Ok(Outcome::Downgrading { from, to, entry }) => {
+                        inner.last_result =
+                            format!("downgrading {from} -> {to}: installed {to} as {entry}");
+                        inner.last_error.clear();
+                        Some(to.clone())
+                    }
                     Err(e) => {
                         inner.last_result = e.to_string();
                         inner.last_error = e.to_string();
@@ -414,7 +420,7 @@ impl UpdateBackend for Agent {
                 .unwrap_or_default(),
             slots: self.slots(&inner),
             last_check: inner.last_check,
-            last_result: inner.last_result.clone(),
+            last_result: last_result(&inner),
             last_error: inner.last_error.clone(),
             failed: inner
                 .remembered
@@ -442,6 +448,19 @@ impl UpdateBackend for Agent {
         }
         self.wake.notify_all();
         Ok(inner.requested)
+    }
+}
+
+/// The last check's result, followed by the last downgrade's outcome when there is one
+/// (`up to date; downgraded 0.5.0 -> 0.4.0`), except after a check that ended in an error
+/// (clients tell an error by `last_result` == `last_error`).
+fn last_result(inner: &Inner) -> String {
+    let result = inner.last_result.as_str();
+    match &inner.remembered.last_downgrade {
+        Some(d) if result.contains(d.as_str()) => result.to_owned(),
+        Some(d) if result.is_empty() => d.clone(),
+        Some(d) if result != inner.last_error => format!("{result}; {d}"),
+        _ => result.to_owned(),
     }
 }
 

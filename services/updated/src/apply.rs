@@ -20,6 +20,7 @@ use cairn_update::version;
 use sha2::{Digest, Sha256};
 
 use crate::console;
+use crate::downgrade::{self, Verdict};
 use crate::esp::Esp;
 use crate::http;
 use crate::osrelease::Image;
@@ -50,6 +51,8 @@ pub struct Setup {
     pub source_date_epoch: u64,
     /// Boot tries a new version gets.
     pub tries: u32,
+    /// The site's `[update] allow_downgrade`.
+    pub allow_downgrade: bool,
     /// The ESP.
     pub esp: Esp,
     /// Where state.json lives.
@@ -79,6 +82,15 @@ pub enum Outcome {
         /// The version.
         version: String,
         /// The entry's file name.
+        entry: String,
+    },
+    /// An older version was written and its entry installed, and the running entry demoted.
+    Downgrading {
+        /// The running version.
+        from: String,
+        /// The older version installed.
+        to: String,
+        /// Its entry's file name.
         entry: String,
     },
 }
@@ -143,8 +155,10 @@ pub fn unix_now() -> u64 {
 
 /// Finds exhausted entries (0 tries left) of versions newer than the running one: systemd-boot
 /// gave up on them and booted us again. Records each as failed, deletes its entry and logs
-/// `update: <v> failed: ...`. Returns the versions recorded.
+/// `update: <v> failed: ...`. Returns the versions recorded. A downgrade under way is judged
+/// first ([`resolve_downgrade`]); demoted entries are a downgrade's fallback, never failures.
 pub fn detect_rollback(setup: &Setup, state: &mut State) -> Result<Vec<String>, CheckError> {
+    let mut recorded = resolve_downgrade(setup, state)?;
     let running = &setup.image.version;
     let bad: Vec<_> = setup
         .esp
@@ -153,10 +167,10 @@ pub fn detect_rollback(setup: &Setup, state: &mut State) -> Result<Vec<String>, 
         .into_iter()
         .filter(|f| {
             f.entry.is_bad()
+                && !downgrade::is_fallback(&f.entry, state.downgrade.as_ref())
                 && version::compare(&f.entry.version, running) == std::cmp::Ordering::Greater
         })
         .collect();
-    let mut recorded = Vec::new();
     for f in &bad {
         let boots = f.entry.tries.map(|t| t.done).unwrap_or(0);
         let reason = format!("did not become healthy in {boots} boots; running {running} again");
@@ -171,6 +185,83 @@ pub fn detect_rollback(setup: &Setup, state: &mut State) -> Result<Vec<String>, 
         state::save(&setup.state_dir, state).map_err(check_error)?;
         let names: Vec<String> = bad.iter().map(|f| f.name.clone()).collect();
         setup.esp.delete(&names).map_err(check_error)?;
+        setup.esp.sync().map_err(check_error)?;
+    }
+    Ok(recorded)
+}
+
+/// Judges the downgrade recorded in `state`, if any ([`downgrade::judge`]) and acts on it:
+/// a success or a failure is logged and remembered as the last downgrade's outcome (a failed
+/// target is recorded as failed and its entry deleted), an interrupted one has its demotion
+/// undone, a stale record is dropped; one under way is kept. Returns the versions recorded
+/// as failed.
+pub fn resolve_downgrade(setup: &Setup, state: &mut State) -> Result<Vec<String>, CheckError> {
+    let Some(d) = state.downgrade.clone() else {
+        return Ok(Vec::new());
+    };
+    let running = setup.image.version.as_str();
+    let files = setup.esp.entries().map_err(check_error)?;
+    let all: Vec<Entry> = files.iter().map(|f| f.entry.clone()).collect();
+    let (from, to) = (d.from.as_str(), d.to.as_str());
+    let mut recorded = Vec::new();
+    let outcome = match downgrade::judge(&d, running, &all) {
+        Verdict::UnderWay => return Ok(recorded),
+        Verdict::Succeeded => {
+            let line = format!("downgraded {from} -> {to}");
+            console::line(&format!("update: {line}"));
+            line
+        }
+        Verdict::Failed { boots } => {
+            let why = match boots {
+                Some(n) => format!("did not become healthy in {n} boots"),
+                None => "its boot entry is gone".to_owned(),
+            };
+            let reason = format!("{why} after a downgrade from {from}; running {from} again");
+            console::line(&format!(
+                "update: downgrade {from} -> {to} failed: {reason}"
+            ));
+            state.record_failed(to, &reason);
+            if state.slot(setup.inactive()) == Some(to) {
+                state.set_slot(setup.inactive(), None);
+            }
+            recorded.push(to.to_owned());
+            format!("downgrade {from} -> {to} failed: {why}")
+        }
+        Verdict::Interrupted { demoted } => {
+            // Rename first: a record dropped while the entry is still demoted would let the
+            // next boot downgrade unwatched.
+            setup
+                .esp
+                .rename(&demoted.file_name(), &demoted.blessed().file_name())
+                .map_err(check_error)?;
+            let line = format!("downgrade {from} -> {to} interrupted before the reboot");
+            console::line(&format!(
+                "update: {line}; {from} is blessed again and stays the default"
+            ));
+            line
+        }
+        Verdict::NotHappened => {
+            let line = format!("downgrade {from} -> {to} did not happen");
+            console::line(&format!("update: {line}; running {from}"));
+            line
+        }
+        Verdict::Unrelated => {
+            let line = format!("downgrade {from} -> {to} abandoned");
+            console::line(&format!("update: {line}: running {running}"));
+            line
+        }
+    };
+    state.downgrade = None;
+    state.last_downgrade = Some(outcome);
+    state::save(&setup.state_dir, state).map_err(check_error)?;
+    // The failed target's entries go only once the failure is on record.
+    let stale: Vec<String> = files
+        .iter()
+        .filter(|f| recorded.contains(&f.entry.version))
+        .map(|f| f.name.clone())
+        .collect();
+    if !stale.is_empty() {
+        setup.esp.delete(&stale).map_err(check_error)?;
         setup.esp.sync().map_err(check_error)?;
     }
     Ok(recorded)
@@ -228,17 +319,24 @@ pub fn check(
         last_serial: state.last_serial,
         failed: &failed_versions,
         now: unix_now(),
+        allow_downgrade: setup.allow_downgrade,
     };
     let choice = index::choose(&index, &me).map_err(|e| refused("index", e))?;
     if state.last_serial != Some(index.serial) {
         state.last_serial = Some(index.serial.max(state.last_serial.unwrap_or(0)));
         state::save(&setup.state_dir, state).map_err(check_error)?;
     }
-    let entry = match choice {
+    let (entry, downgrade) = match choice {
         Choice::UpToDate => return Ok(Outcome::UpToDate),
-        Choice::Install(entry) => entry,
+        Choice::Install(entry) => (entry, false),
+        Choice::Downgrade(entry) => (entry, true),
     };
     let v = entry.version.as_str();
+    if downgrade {
+        console::line(&format!(
+            "update: downgrading {running} -> {v} (allow_downgrade)"
+        ));
+    }
     let bundle = http::join(&setup.url, &entry.path);
 
     // The manifest.
@@ -286,6 +384,7 @@ pub fn check(
     setup.esp.delete(&names).map_err(|e| failed(v, e))?;
     setup.esp.sync().map_err(|e| failed(v, e))?;
     state.set_slot(slot, None);
+    state.last_downgrade = None;
     state::save(&setup.state_dir, state).map_err(check_error)?;
 
     write_root(setup, &m, &bundle, slot, report)?;
@@ -298,10 +397,48 @@ pub fn check(
         "update: installed {v} as {}/{entry_name}",
         entries::DIR
     ));
-    Ok(Outcome::Installed {
-        version: v.to_owned(),
+    if !downgrade {
+        return Ok(Outcome::Installed {
+            version: v.to_owned(),
+            entry: entry_name,
+        });
+    }
+    demote(setup, state, &booted, v)?;
+    Ok(Outcome::Downgrading {
+        from: running.to_owned(),
+        to: v.to_owned(),
         entry: entry_name,
     })
+}
+
+/// The last step of a downgrade to `to`, once its entry is installed and synced: records the
+/// downgrade, then renames the running (blessed) entry to `cairn-<running>+0.efi`. systemd-boot
+/// then boots `to` (the newest good entry) with its tries, and falls back to the demoted
+/// entry (the newest bad one) if they run out. At every instant a good entry boots: the
+/// running one until the rename, `to`'s after it.
+fn demote(
+    setup: &Setup,
+    state: &mut State,
+    booted: &crate::esp::EntryFile,
+    to: &str,
+) -> Result<(), CheckError> {
+    let from = setup.image.version.as_str();
+    state.downgrade = Some(state::Downgrade {
+        from: from.to_owned(),
+        to: to.to_owned(),
+    });
+    state.last_downgrade = Some(format!("downgrading {from} -> {to}"));
+    state::save(&setup.state_dir, state).map_err(check_error)?;
+    let demoted = booted.entry.demoted().file_name();
+    setup
+        .esp
+        .rename(&booted.name, &demoted)
+        .map_err(|e| failed(to, format!("demoting {}: {e}", booted.name)))?;
+    console::line(&format!(
+        "update: demoted {from} to {}/{demoted}",
+        entries::DIR
+    ));
+    Ok(())
 }
 
 /// The manifest must describe what the index offered, for this box.

@@ -77,12 +77,29 @@ impl Esp {
         Ok(out)
     }
 
-    /// The entry of the running `version`, if there is one.
+    /// The entry of the running `version`, if there is one: a good one first, else a bad one
+    /// (the last try of a counted boot, or the last-resort boot of a demoted entry).
     pub fn booted(&self, version: &str) -> Result<Option<EntryFile>, EspError> {
-        Ok(self
+        let mut of: Vec<EntryFile> = self
             .entries()?
             .into_iter()
-            .find(|f| f.entry.version == version && !f.entry.is_bad()))
+            .filter(|f| f.entry.version == version)
+            .collect();
+        of.sort_by_key(|f| f.entry.is_bad());
+        Ok(of.into_iter().next())
+    }
+
+    /// Renames entry `from` to `to` under `EFI/Linux`, then makes it durable (fsync of the
+    /// directory, `syncfs`). A rename within one directory is atomic: at every instant
+    /// exactly one of the two names exists.
+    pub fn rename(&self, from: &str, to: &str) -> Result<(), EspError> {
+        let dir = self.dir();
+        let target = dir.join(to);
+        std::fs::rename(dir.join(from), &target).map_err(io(&target))?;
+        std::fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(&dir))?;
+        self.sync()
     }
 
     /// Files that an update deletes: every cairn entry except `keep`, and stale temp files.
@@ -170,10 +187,11 @@ mod tests {
             "cairn-0.1.0.efi"
         );
         assert_eq!(
-            esp.booted("0.2.0").unwrap(),
-            None,
-            "a bad entry is not booted"
+            esp.booted("0.2.0").unwrap().unwrap().name,
+            "cairn-0.2.0+0-3.efi",
+            "a bad entry of the running version is its last try"
         );
+        assert_eq!(esp.booted("0.4.0").unwrap(), None);
         let deletable: Vec<String> = esp
             .deletable("cairn-0.1.0.efi")
             .unwrap()
@@ -194,5 +212,27 @@ mod tests {
         let left: Vec<String> = esp.entries().unwrap().into_iter().map(|f| f.name).collect();
         assert_eq!(left, ["cairn-0.1.0.efi"]);
         assert!(esp.dir().join("other.efi").exists(), "foreign files stay");
+    }
+
+    #[test]
+    fn a_good_entry_is_preferred_and_renames_keep_the_contents() {
+        let t = tempfile::tempdir().unwrap();
+        let esp = Esp::new(t.path());
+        std::fs::create_dir_all(esp.dir()).unwrap();
+        for name in ["cairn-0.5.0+0.efi", "cairn-0.4.0+3.efi"] {
+            std::fs::write(esp.dir().join(name), name).unwrap();
+        }
+        assert_eq!(
+            esp.booted("0.5.0").unwrap().unwrap().name,
+            "cairn-0.5.0+0.efi"
+        );
+        esp.rename("cairn-0.5.0+0.efi", "cairn-0.5.0.efi").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(esp.dir().join("cairn-0.5.0.efi")).unwrap(),
+            "cairn-0.5.0+0.efi"
+        );
+        assert!(!esp.dir().join("cairn-0.5.0+0.efi").exists());
+        let err = esp.rename("cairn-9.efi", "cairn-9+0.efi").unwrap_err();
+        assert!(err.to_string().contains("cairn-9+0.efi"), "{err}");
     }
 }

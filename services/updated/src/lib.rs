@@ -6,6 +6,7 @@
 //! - [`state`]: `state.json` (serial, failed versions, slot contents);
 //! - [`http`]: a small HTTP/1.1 GET client;
 //! - [`apply`]: one check, from the index to the installed UKI, and rollback detection;
+//! - [`downgrade`]: the I/O-free verdict on a downgrade under way;
 //! - [`gate`]: the I/O-free reboot decision;
 //! - [`agent`]: the worker thread and the `org.cairn.Update1` backend;
 //! - [`console`]: the `update: ...` lines.
@@ -13,6 +14,7 @@
 pub mod agent;
 pub mod apply;
 pub mod console;
+pub mod downgrade;
 pub mod esp;
 pub mod gate;
 pub mod http;

@@ -100,6 +100,7 @@ fn setup(
         image,
         source_date_epoch: site.image.source_date_epoch,
         tries: update.tries,
+        allow_downgrade: update.allow_downgrade,
         esp: Esp::new(&args.esp),
         state_dir: args.state_dir.clone(),
         partitions,

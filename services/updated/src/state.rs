@@ -1,5 +1,6 @@
 //! What cairn-updated remembers across reboots, in `<state-dir>/state.json`: the highest
-//! index serial accepted, the versions that failed to boot, and what each slot holds.
+//! index serial accepted, the versions that failed to boot, what each slot holds, and a
+//! downgrade under way with the last one's outcome.
 //! Written atomically: a temp file, fsync, rename, fsync of the directory.
 
 use std::io::Write;
@@ -20,6 +21,17 @@ pub struct Failed {
     pub reason: String,
 }
 
+/// A downgrade under way: recorded before the running entry is demoted, resolved by
+/// [`crate::downgrade::judge`] once the box runs `to` blessed or is back at `from`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Downgrade {
+    /// The version the box ran (its entry is demoted to `cairn-<from>+0.efi`).
+    pub from: String,
+    /// The older version installed with its tries.
+    pub to: String,
+}
+
 /// The remembered state.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,6 +48,13 @@ pub struct State {
     /// The version written to slot `b`, when complete and verified.
     #[serde(default)]
     pub slot_b: Option<String>,
+    /// A downgrade under way (absent otherwise, so older agents read the file too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downgrade: Option<Downgrade>,
+    /// How the last downgrade ended, e.g. `downgraded 0.5.0 -> 0.4.0`; cleared by the
+    /// next install.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_downgrade: Option<String>,
 }
 
 impl State {
@@ -164,6 +183,40 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from(FILE)]);
+    }
+
+    #[test]
+    fn a_downgrade_round_trips_and_is_absent_when_none() {
+        let t = tempfile::tempdir().unwrap();
+        let mut s = State {
+            last_serial: Some(3),
+            ..State::default()
+        };
+        save(t.path(), &s).unwrap();
+        let text = std::fs::read_to_string(t.path().join(FILE)).unwrap();
+        assert!(
+            !text.contains("downgrade"),
+            "no downgrade fields unless one happened, so an older agent reads it: {text}"
+        );
+        s.downgrade = Some(Downgrade {
+            from: "0.5.0".into(),
+            to: "0.4.0".into(),
+        });
+        s.last_downgrade = Some("downgrading 0.5.0 -> 0.4.0".into());
+        save(t.path(), &s).unwrap();
+        let text = std::fs::read_to_string(t.path().join(FILE)).unwrap();
+        assert!(
+            text.contains("\"downgrade\": {") && text.contains("\"from\": \"0.5.0\""),
+            "{text}"
+        );
+        assert_eq!(load(t.path()).unwrap(), s);
+        std::fs::write(
+            t.path().join(FILE),
+            "{\"downgrade\": {\"from\": \"1\", \"to\": \"0\", \"why\": 1}}",
+        )
+        .unwrap();
+        let err = load(t.path()).unwrap_err().to_string();
+        assert!(err.contains("why"), "{err}");
     }
 
     #[test]

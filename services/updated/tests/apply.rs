@@ -335,6 +335,17 @@ impl Drop for Box_ {
 /// Sets up a box running 0.1.0 from slot a, whose site trusts `trusted`, with `entries` on
 /// its ESP and `state` as state.json (if any); starts cairn-updated.
 fn boot(server: &Server, trusted: &SigningKey, entries: &[&str], state: Option<&str>) -> Box_ {
+    boot_with(server, trusted, entries, state, "")
+}
+
+/// [`boot`] with `update_extra` appended to the site's `[update]` section.
+fn boot_with(
+    server: &Server,
+    trusted: &SigningKey,
+    entries: &[&str],
+    state: Option<&str>,
+    update_extra: &str,
+) -> Box_ {
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let p = |s: &str| dir.path().join(s);
@@ -365,7 +376,7 @@ fn boot(server: &Server, trusted: &SigningKey, entries: &[&str], state: Option<&
         format!(
             "[cluster]\nname = \"demo\"\n\n[image]\nversion = \"{RUNNING}\"\nsource_date_epoch = 1700000000\n\n\
              [[node]]\nname = \"box1\"\nrole = \"base\"\nmac = \"52:54:00:00:00:21\"\n\n\
-             [update]\nurl = \"{}\"\npublic_key = \"{}\"\ninterval_s = 0\n",
+             [update]\nurl = \"{}\"\npublic_key = \"{}\"\ninterval_s = 0\n{update_extra}\n",
             server.url,
             trusted.public_key()
         ),
@@ -549,7 +560,8 @@ fn an_older_version_is_refused() {
     let s = bx.upgrade();
     assert_eq!(
         s.last_error,
-        "refused index: the newest base/test on offer is 0.0.8, older than the running 0.1.0"
+        "refused index: the newest base/test on offer is 0.0.8, older than the running 0.1.0 \
+         (the site's [update] allow_downgrade is false)"
     );
     assert_untouched(&bx);
 }
@@ -626,4 +638,292 @@ fn an_unblessed_running_version_defers_the_update() {
     );
     assert!(bx.slot_b().iter().all(|&x| x == 0));
     assert_eq!(bx.entries(), ["cairn-0.1.0+2-1.efi"]);
+}
+
+impl Box_ {
+    /// Waits (bounded) until the agent printed `line`.
+    fn wait_line(&self, line: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.out().lines().any(|l| l == line) {
+            assert!(
+                Instant::now() < deadline,
+                "no line {line:?} in\n{}",
+                self.out()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn state_json(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.path("state/state.json")).unwrap()).unwrap()
+    }
+}
+
+const ALLOW: &str = "allow_downgrade = true";
+
+#[test]
+fn allow_downgrade_installs_the_older_version_and_demotes_the_running_one() {
+    let key = SigningKey::generate().unwrap();
+    let server = Server::start();
+    // 0.1.0 was withdrawn: the newest on offer is 0.0.9.
+    let old = Bundle::new("0.0.9", 9);
+    let older = Bundle::new("0.0.8", 8);
+    publish(
+        &server,
+        &key,
+        9,
+        &[(&older, older.root.clone()), (&old, old.root.clone())],
+    );
+    let bx = boot_with(
+        &server,
+        &key,
+        &["cairn-0.1.0.efi", "cairn-0.0.7.efi"],
+        None,
+        ALLOW,
+    );
+    let s = bx.upgrade();
+    assert_eq!(
+        s.last_result,
+        "downgrading 0.1.0 -> 0.0.9: installed 0.0.9 as cairn-0.0.9+3.efi",
+        "{s:?}\n{}",
+        bx.out()
+    );
+    assert_eq!(s.last_error, "");
+    bx.wait_reboot();
+    assert_eq!(
+        &bx.slot_b()[..ROOT_LEN],
+        &old.root[..],
+        "slot b holds 0.0.9"
+    );
+    // The older version has its tries; the running one is demoted (bad, never tried).
+    assert_eq!(bx.entries(), ["cairn-0.0.9+3.efi", "cairn-0.1.0+0.efi"]);
+    let on_esp: Vec<cairn_update::entries::Entry> = bx
+        .entries()
+        .iter()
+        .map(|n| cairn_update::entries::Entry::parse(n).unwrap())
+        .collect();
+    assert_eq!(
+        cairn_update::entries::default_entry(&on_esp)
+            .unwrap()
+            .file_name(),
+        "cairn-0.0.9+3.efi",
+        "systemd-boot boots the older version next"
+    );
+    let out = bx.out();
+    let lines = [
+        "update: downgrading 0.1.0 -> 0.0.9 (allow_downgrade)",
+        "update: slot b verified",
+        "update: installed 0.0.9 as EFI/Linux/cairn-0.0.9+3.efi",
+        "update: demoted 0.1.0 to EFI/Linux/cairn-0.1.0+0.efi",
+        "update: rebooting into 0.0.9",
+    ];
+    let at: Vec<usize> = lines
+        .iter()
+        .map(|l| {
+            out.lines()
+                .position(|x| x == *l)
+                .unwrap_or_else(|| panic!("no line {l:?} in\n{out}"))
+        })
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "in this order: {out}");
+    let state = bx.state_json();
+    assert_eq!(state["downgrade"]["from"], "0.1.0");
+    assert_eq!(state["downgrade"]["to"], "0.0.9");
+    assert_eq!(state["slot_b"], "0.0.9");
+    assert_eq!(state["last_serial"], 9);
+    let s = bx.client().status().unwrap();
+    let (a, b) = (&s.slots[0], &s.slots[1]);
+    assert!(
+        a.booted && !a.default && !a.blessed && a.tries_left == 0,
+        "{s:?}"
+    );
+    assert_eq!(a.entry, "cairn-0.1.0+0.efi");
+    assert_eq!(b.version, "0.0.9");
+    assert!(b.default && b.tries_left == 3, "{s:?}");
+    assert!(s.failed.is_empty(), "nothing failed: {s:?}");
+}
+
+#[test]
+fn a_downgrade_under_way_waits_and_a_blessed_target_is_a_success() {
+    let key = SigningKey::generate().unwrap();
+    let server = Server::start();
+    let running = Bundle::new("0.1.0", 1);
+    publish(&server, &key, 10, &[(&running, running.root.clone())]);
+    let record =
+        r#"{"last_serial": 10, "slot_b": "0.2.0", "downgrade": {"from": "0.2.0", "to": "0.1.0"}}"#;
+
+    // First boot of 0.1.0, not blessed yet: the demoted 0.2.0 is no failed version.
+    let bx = boot_with(
+        &server,
+        &key,
+        &["cairn-0.1.0+2-1.efi", "cairn-0.2.0+0.efi"],
+        Some(record),
+        ALLOW,
+    );
+    let s = bx.upgrade();
+    assert_eq!(
+        s.last_result,
+        "deferred: the running version 0.1.0 is not blessed yet (cairn-0.1.0+2-1.efi)",
+        "{}",
+        bx.out()
+    );
+    assert!(s.failed.is_empty(), "{s:?}");
+    assert_eq!(bx.entries(), ["cairn-0.1.0+2-1.efi", "cairn-0.2.0+0.efi"]);
+    assert_eq!(
+        bx.state_json()["downgrade"]["to"],
+        "0.1.0",
+        "still under way"
+    );
+    drop(bx);
+
+    // Blessed: done, reported once, the demoted entry stays as the slot's entry.
+    let bx = boot_with(
+        &server,
+        &key,
+        &["cairn-0.1.0.efi", "cairn-0.2.0+0.efi"],
+        Some(record),
+        ALLOW,
+    );
+    bx.wait_line("update: downgraded 0.2.0 -> 0.1.0");
+    let s = bx.upgrade();
+    assert_eq!(
+        s.last_result,
+        "up to date; downgraded 0.2.0 -> 0.1.0",
+        "{}",
+        bx.out()
+    );
+    assert!(s.failed.is_empty(), "{s:?}");
+    assert_eq!(bx.entries(), ["cairn-0.1.0.efi", "cairn-0.2.0+0.efi"]);
+    let state = bx.state_json();
+    assert_eq!(state.get("downgrade"), None, "{state}");
+    assert_eq!(state["last_downgrade"], "downgraded 0.2.0 -> 0.1.0");
+    assert_eq!(state["failed"], serde_json::json!([]));
+    let b = &s.slots[1];
+    assert_eq!(
+        (b.version.as_str(), b.entry.as_str()),
+        ("0.2.0", "cairn-0.2.0+0.efi")
+    );
+    assert!(!b.default && !b.blessed && !b.booted, "{s:?}");
+    assert!(s.slots[0].default && s.slots[0].blessed && s.slots[0].booted);
+}
+
+#[test]
+fn a_failed_downgrade_records_the_target_as_failed_and_never_retries_it() {
+    let key = SigningKey::generate().unwrap();
+    let server = Server::start();
+    let old = Bundle::new("0.0.9", 9);
+    publish(&server, &key, 10, &[(&old, old.root.clone())]);
+    // 0.0.9 used up its tries; systemd-boot booted the newest bad entry, the demoted 0.1.0.
+    let bx = boot_with(
+        &server,
+        &key,
+        &["cairn-0.0.9+0-3.efi", "cairn-0.1.0+0-1.efi"],
+        Some(
+            r#"{"last_serial": 10, "slot_b": "0.0.9", "downgrade": {"from": "0.1.0", "to": "0.0.9"}}"#,
+        ),
+        ALLOW,
+    );
+    let reason =
+        "did not become healthy in 3 boots after a downgrade from 0.1.0; running 0.1.0 again";
+    bx.wait_line(&format!(
+        "update: downgrade 0.1.0 -> 0.0.9 failed: {reason}"
+    ));
+    let s = bx.upgrade();
+    assert_eq!(s.failed, [format!("0.0.9: {reason}")]);
+    // The fallback boot is counted: nothing happens until cairn-init blesses it.
+    assert_eq!(
+        s.last_result,
+        "deferred: the running version 0.1.0 is not blessed yet (cairn-0.1.0+0-1.efi); \
+         downgrade 0.1.0 -> 0.0.9 failed: did not become healthy in 3 boots",
+        "{}",
+        bx.out()
+    );
+    assert_eq!(
+        bx.entries(),
+        ["cairn-0.1.0+0-1.efi"],
+        "the failed entry is gone"
+    );
+    let state = bx.state_json();
+    assert_eq!(state.get("downgrade"), None, "{state}");
+    assert_eq!(state["slot_b"], serde_json::Value::Null);
+    assert_eq!(state["failed"][0]["version"], "0.0.9");
+    // cairn-init blesses the fallback boot; 0.0.9 is not tried again.
+    std::fs::rename(
+        bx.path("esp/EFI/Linux/cairn-0.1.0+0-1.efi"),
+        bx.path("esp/EFI/Linux/cairn-0.1.0.efi"),
+    )
+    .unwrap();
+    let s = bx.upgrade();
+    assert!(
+        s.last_result.starts_with("up to date; "),
+        "{s:?}\n{}",
+        bx.out()
+    );
+    assert_eq!(bx.entries(), ["cairn-0.1.0.efi"]);
+    assert!(bx.slot_b().iter().all(|&x| x == 0), "nothing written");
+    assert!(bx.init.power.lock().unwrap().is_empty(), "no reboot");
+}
+
+#[test]
+fn an_interrupted_or_unstarted_downgrade_leaves_the_running_version_default() {
+    let key = SigningKey::generate().unwrap();
+    let server = Server::start();
+    let running = Bundle::new("0.1.0", 1);
+    publish(&server, &key, 10, &[(&running, running.root.clone())]);
+    let record = r#"{"last_serial": 10, "downgrade": {"from": "0.1.0", "to": "0.0.9"}}"#;
+
+    // The agent restarted after the demotion, before the reboot: the demotion is undone.
+    let bx = boot_with(
+        &server,
+        &key,
+        &["cairn-0.0.9+3.efi", "cairn-0.1.0+0.efi"],
+        Some(record),
+        ALLOW,
+    );
+    bx.wait_line(
+        "update: downgrade 0.1.0 -> 0.0.9 interrupted before the reboot; 0.1.0 is blessed again and stays the default",
+    );
+    assert_eq!(bx.entries(), ["cairn-0.0.9+3.efi", "cairn-0.1.0.efi"]);
+    let s = bx.upgrade();
+    assert!(s.failed.is_empty(), "{s:?}");
+    assert_eq!(
+        s.last_result,
+        "up to date; downgrade 0.1.0 -> 0.0.9 interrupted before the reboot"
+    );
+    assert_eq!(bx.state_json().get("downgrade"), None);
+    drop(bx);
+
+    // It stopped between the record and the demotion: nothing happened, nothing failed.
+    let bx = boot_with(
+        &server,
+        &key,
+        &["cairn-0.0.9+3.efi", "cairn-0.1.0.efi"],
+        Some(record),
+        ALLOW,
+    );
+    bx.wait_line("update: downgrade 0.1.0 -> 0.0.9 did not happen; running 0.1.0");
+    let s = bx.upgrade();
+    assert!(s.failed.is_empty(), "{s:?}");
+    assert_eq!(bx.entries(), ["cairn-0.0.9+3.efi", "cairn-0.1.0.efi"]);
+    assert_eq!(bx.state_json().get("downgrade"), None);
+}
+
+#[test]
+fn a_demoted_entry_is_never_reported_as_failed() {
+    let key = SigningKey::generate().unwrap();
+    let server = Server::start();
+    let running = Bundle::new("0.1.0", 1);
+    publish(&server, &key, 3, &[(&running, running.root.clone())]);
+    // After a successful downgrade whose record is gone (state.json lost): the demoted
+    // 0.2.0 is newer than the running version and bad, but it never had a try.
+    let bx = boot(
+        &server,
+        &key,
+        &["cairn-0.1.0.efi", "cairn-0.2.0+0.efi"],
+        None,
+    );
+    let s = bx.upgrade();
+    assert_eq!(s.last_result, "up to date", "{}", bx.out());
+    assert!(s.failed.is_empty(), "{s:?}");
+    assert_eq!(bx.entries(), ["cairn-0.1.0.efi", "cairn-0.2.0+0.efi"]);
 }
