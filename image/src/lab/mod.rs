@@ -243,9 +243,21 @@ fn require_plan(state: &StateDir) -> Result<plan::LabPlan> {
     })
 }
 
-/// The `cairn` binary itself (for the keeper and the `poke` helper).
+/// The `cairn` binary itself, by its path (for programs that run it, e.g. `ip netns exec`).
 fn cairn_exe() -> Result<PathBuf> {
     std::env::current_exe().context("cannot find the cairn binary itself")
+}
+
+/// The `cairn` binary for a program this process starts and waits on (the keeper, through
+/// `setsid ip netns exec`): `/proc/<our pid>/exe`, which still runs this very binary when a
+/// rebuild has replaced the file meanwhile (the path `current_exe` gives then names a
+/// deleted file that cannot be executed). Valid only while this process lives.
+fn cairn_exe_while_alive() -> Result<PathBuf> {
+    let proc_exe = PathBuf::from(format!("/proc/{}/exe", std::process::id()));
+    if proc_exe.exists() {
+        return Ok(proc_exe);
+    }
+    cairn_exe()
 }
 
 /// The HTTP responder of cairn-labnet: `$CAIRN_LAB_RESPONDER`, else

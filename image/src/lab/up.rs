@@ -324,7 +324,7 @@ fn create_network(plan: &LabPlan) -> Result<()> {
 
 /// Starts the keeper detached in the switch namespace and waits for its socket.
 fn start_keeper(state: &StateDir, plan: &LabPlan) -> Result<()> {
-    let exe = super::cairn_exe()?;
+    let exe = super::cairn_exe_while_alive()?;
     let log_path = state.keeper_log();
     let log = std::fs::File::create(&log_path)
         .with_context(|| format!("creating {}", log_path.display()))?;

@@ -167,6 +167,11 @@ pub fn verdict(code: u32) -> Attrs {
     expr("immediate", &data)
 }
 
+/// `notrack`: conntrack leaves the packet alone (prerouting / output, before conntrack).
+pub fn notrack() -> Attrs {
+    expr("notrack", &Attrs::new())
+}
+
 /// `dup sreg_addr reg <addr> sreg_dev reg <dev>`: sends a copy of the packet to the
 /// address in `addr` (used as the next hop) out of the interface index in `dev`.
 pub fn dup(addr: u32, dev: u32) -> Attrs {

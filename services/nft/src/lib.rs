@@ -17,10 +17,15 @@
 //!
 //! # The ruleset
 //!
-//! One table `cairn_vipd` per family (`ip`, `ip6`) with one base chain, in nft syntax:
+//! One table `cairn_vipd` per family (`ip`, `ip6`), in nft syntax (the `untracked_*`
+//! chains only when [`DrainRuleset::tracked`] names the VIPs: everything else goes
+//! untracked, so an LB's backend connections and health checks never fill conntrack's
+//! table, whose overflow drops new connections):
 //!
 //! ```text
 //! table ip cairn_vipd {
+//!   chain untracked_in { type filter hook prerouting priority -300; ip daddr != 192.0.2.100 notrack }
+//!   chain untracked_out { type filter hook output priority -300; ip saddr != 192.0.2.100 notrack }
 //!   chain drain {
 //!     type filter hook prerouting priority -150; policy accept;
 //!     # always present: a rule using ct makes the kernel track connections in this
@@ -62,9 +67,14 @@
 //!         to: "192.0.2.12".parse().expect("valid literal"),
 //!         ifindex: 2,
 //!     }],
+//!     tracked: vec!["192.0.2.100".parse().expect("valid literal")],
 //! })?;
 //! // … drain window …
-//! nft.apply(&DrainRuleset { family: Family::V4, drains: vec![] })?;
+//! nft.apply(&DrainRuleset {
+//!     family: Family::V4,
+//!     drains: vec![],
+//!     tracked: vec!["192.0.2.100".parse().expect("valid literal")],
+//! })?;
 //! # Ok(())
 //! # }
 //! ```

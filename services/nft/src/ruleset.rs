@@ -22,6 +22,12 @@ pub const CHAIN: &str = "drain";
 /// everything else in prerouting (mangle is -150 as well; order among equals is
 /// registration order).
 pub const PRIORITY: i32 = -150;
+/// The chains that keep conntrack to the VIPs' traffic: `raw` priority, before conntrack.
+pub const UNTRACKED_IN: &str = "untracked_in";
+/// See [`UNTRACKED_IN`]; on the output hook.
+pub const UNTRACKED_OUT: &str = "untracked_out";
+/// Priority of the `untracked_*` chains (`raw`: before conntrack at -200).
+pub const RAW_PRIORITY: i32 = -300;
 
 /// `NFT_MSG_*` message types.
 const NFT_MSG_NEWTABLE: u16 = 0;
@@ -43,6 +49,8 @@ const NFTA_HOOK_HOOKNUM: u16 = 1;
 const NFTA_HOOK_PRIORITY: u16 = 2;
 /// `NF_INET_PRE_ROUTING`.
 const NF_INET_PRE_ROUTING: u32 = 0;
+/// `NF_INET_LOCAL_OUT`.
+const NF_INET_LOCAL_OUT: u32 = 3;
 /// `NFTA_RULE_*`.
 const NFTA_RULE_TABLE: u16 = 1;
 const NFTA_RULE_CHAIN: u16 = 2;
@@ -108,6 +116,14 @@ impl Family {
             Family::V6 => (24, 16),
         }
     }
+
+    /// Offset and length of the source address in the network header.
+    fn saddr_field(self) -> (u32, u32) {
+        match self {
+            Family::V4 => (12, 4),
+            Family::V6 => (8, 16),
+        }
+    }
 }
 
 impl fmt::Display for Family {
@@ -140,6 +156,11 @@ pub struct DrainRuleset {
     pub family: Family,
     /// The active drains; may be empty (then only the conntrack rule is installed).
     pub drains: Vec<Drain>,
+    /// The VIPs whose TCP connections conntrack follows (every VIP that may be drained);
+    /// all other traffic of the family is `notrack`: conntrack costs memory per connection
+    /// and drops packets when its table is full, and only the VIPs' connections matter
+    /// here (an LB's backend connections and health checks would fill it).
+    pub tracked: Vec<IpAddr>,
 }
 
 /// A ruleset that cannot be encoded.
@@ -164,6 +185,20 @@ pub enum RulesetError {
     /// A drain has interface index 0.
     #[error("drain {drain}: interface index 0 is not a link")]
     NoLink {
+        /// The drain.
+        drain: Drain,
+    },
+    /// A tracked address is not of the ruleset's family.
+    #[error("tracked address {addr} is not an {family} address")]
+    TrackedFamily {
+        /// The address.
+        addr: IpAddr,
+        /// The ruleset's family.
+        family: Family,
+    },
+    /// A drained VIP is not tracked: the box's own connections to it would look foreign.
+    #[error("drain {drain}: the VIP is not among the tracked addresses")]
+    Untracked {
         /// The drain.
         drain: Drain,
     },
@@ -201,6 +236,17 @@ impl DrainRuleset {
                     drain: drain.clone(),
                 });
             }
+            if !self.tracked.is_empty() && !self.tracked.contains(&drain.vip) {
+                return Err(RulesetError::Untracked {
+                    drain: drain.clone(),
+                });
+            }
+        }
+        if let Some(&addr) = self.tracked.iter().find(|a| Family::of(a) != self.family) {
+            return Err(RulesetError::TrackedFamily {
+                addr,
+                family: self.family,
+            });
         }
         Ok(())
     }
@@ -245,13 +291,17 @@ fn table_request(family: Family, message: u16, flags: u16, label: &str) -> Reque
 }
 
 fn chain_request(family: Family) -> Request {
+    base_chain_request(family, CHAIN, NF_INET_PRE_ROUTING, PRIORITY)
+}
+
+fn base_chain_request(family: Family, chain: &str, hooknum: u32, priority: i32) -> Request {
     let mut hook = Attrs::new();
-    hook.be32(NFTA_HOOK_HOOKNUM, NF_INET_PRE_ROUTING)
-        .be32(NFTA_HOOK_PRIORITY, PRIORITY as u32);
+    hook.be32(NFTA_HOOK_HOOKNUM, hooknum)
+        .be32(NFTA_HOOK_PRIORITY, priority as u32);
     let mut attrs = Attrs::new();
     attrs
         .string(NFTA_CHAIN_TABLE, TABLE)
-        .string(NFTA_CHAIN_NAME, CHAIN)
+        .string(NFTA_CHAIN_NAME, chain)
         .nest(NFTA_CHAIN_HOOK, &hook)
         .be32(NFTA_CHAIN_POLICY, expr::NF_ACCEPT)
         .string(NFTA_CHAIN_TYPE, "filter");
@@ -261,11 +311,20 @@ fn chain_request(family: Family) -> Request {
         family: family.nfproto(),
         res_id: 0,
         attrs,
-        label: format!("create chain {CHAIN}"),
+        label: format!("create chain {chain}"),
     }
 }
 
 fn rule_request(family: Family, expressions: &[Attrs], label: String) -> Request {
+    chain_rule_request(family, CHAIN, expressions, label)
+}
+
+fn chain_rule_request(
+    family: Family,
+    chain: &str,
+    expressions: &[Attrs],
+    label: String,
+) -> Request {
     let mut list = Attrs::new();
     for e in expressions {
         list.nest(NFTA_LIST_ELEM, e);
@@ -273,7 +332,7 @@ fn rule_request(family: Family, expressions: &[Attrs], label: String) -> Request
     let mut attrs = Attrs::new();
     attrs
         .string(NFTA_RULE_TABLE, TABLE)
-        .string(NFTA_RULE_CHAIN, CHAIN)
+        .string(NFTA_RULE_CHAIN, chain)
         .nest(NFTA_RULE_EXPRESSIONS, &list);
     Request {
         kind: nft_type(NFT_MSG_NEWRULE),
@@ -318,6 +377,19 @@ fn daddr_is(family: Family, vip: &IpAddr) -> [Attrs; 2] {
         expr::payload(expr::REG_1, Base::Network, offset, len),
         expr::cmp(expr::REG_1, CmpOp::Eq, &addr_bytes(vip)),
     ]
+}
+
+/// `<family> <field> != a <family> <field> != b ... notrack`: everything but the VIPs'
+/// traffic goes untracked.
+fn untracked_rule(field: (u32, u32), tracked: &[IpAddr]) -> Vec<Attrs> {
+    let (offset, len) = field;
+    let mut e = Vec::new();
+    for vip in tracked {
+        e.push(expr::payload(expr::REG_1, Base::Network, offset, len));
+        e.push(expr::cmp(expr::REG_1, CmpOp::Neq, &addr_bytes(vip)));
+    }
+    e.push(expr::notrack());
+    e
 }
 
 /// `dup to <to> device <ifindex> drop`.
@@ -388,6 +460,36 @@ pub fn apply_batch(ruleset: &DrainRuleset) -> Result<Vec<Request>, RulesetError>
         NLM_F_CREATE,
         &format!("create table {family} {TABLE}"),
     ));
+    if !ruleset.tracked.is_empty() {
+        let addrs = ruleset
+            .tracked
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        for (chain, hook, field, dir) in [
+            (
+                UNTRACKED_IN,
+                NF_INET_PRE_ROUTING,
+                family.daddr_field(),
+                "to",
+            ),
+            (
+                UNTRACKED_OUT,
+                NF_INET_LOCAL_OUT,
+                family.saddr_field(),
+                "from",
+            ),
+        ] {
+            batch.push(base_chain_request(family, chain, hook, RAW_PRIORITY));
+            batch.push(chain_rule_request(
+                family,
+                chain,
+                &untracked_rule(field, &ruleset.tracked),
+                format!("add notrack rule for traffic not {dir} {addrs}"),
+            ));
+        }
+    }
     batch.push(chain_request(family));
     batch.push(rule_request(
         family,
@@ -679,6 +781,7 @@ mod tests {
         let ruleset = DrainRuleset {
             family: Family::V4,
             drains: vec![drain4()],
+            tracked: vec![],
         };
         let batch = apply_batch(&ruleset).expect("valid");
         let bytes = encode_batch(&batch, 100);
@@ -777,6 +880,7 @@ mod tests {
         let batch = apply_batch(&DrainRuleset {
             family: Family::V6,
             drains: vec![],
+            tracked: vec![],
         })
         .expect("valid");
         assert_eq!(batch.len(), 7);
@@ -788,6 +892,7 @@ mod tests {
         let mut ruleset = DrainRuleset {
             family: Family::V6,
             drains: vec![drain4()],
+            tracked: vec![],
         };
         assert!(matches!(
             apply_batch(&ruleset),
@@ -813,5 +918,60 @@ mod tests {
             err.to_string(),
             "drain 192.0.2.100 to 192.0.2.12 via link #3: VIP 192.0.2.100 is drained twice"
         );
+    }
+
+    #[test]
+    fn tracked_vips_get_notrack_chains_for_everything_else() {
+        let vip = drain4().vip;
+        let batch = apply_batch(&DrainRuleset {
+            family: Family::V4,
+            drains: vec![drain4()],
+            tracked: vec![vip],
+        })
+        .expect("valid");
+        let labels: Vec<&str> = batch.iter().map(|r| r.label.as_str()).collect();
+        assert_eq!(
+            labels[4..8],
+            [
+                "create chain untracked_in",
+                "add notrack rule for traffic not to 192.0.2.100",
+                "create chain untracked_out",
+                "add notrack rule for traffic not from 192.0.2.100",
+            ]
+        );
+        // raw priority on prerouting and output.
+        let hook = |r: &Request| {
+            let t = tree(r.attrs.as_bytes());
+            t.into_iter().find(|(k, _)| *k == 4).map(|(_, v)| v)
+        };
+        assert_eq!(
+            hook(&batch[4]),
+            Some(Value::Nest(vec![
+                (1, Value::U32(0)),
+                (2, Value::U32(0xffff_fed4))
+            ]))
+        );
+        assert_eq!(
+            hook(&batch[6]),
+            Some(Value::Nest(vec![
+                (1, Value::U32(3)),
+                (2, Value::U32(0xffff_fed4))
+            ]))
+        );
+        // A drained VIP must be tracked; tracked addresses must fit the family.
+        let mut bad = DrainRuleset {
+            family: Family::V4,
+            drains: vec![drain4()],
+            tracked: vec!["192.0.2.101".parse().expect("literal")],
+        };
+        assert!(matches!(
+            bad.validate(),
+            Err(RulesetError::Untracked { .. })
+        ));
+        bad.tracked = vec![vip, v6("2001:db8::1")];
+        assert!(matches!(
+            bad.validate(),
+            Err(RulesetError::TrackedFamily { .. })
+        ));
     }
 }

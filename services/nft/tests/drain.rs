@@ -388,6 +388,7 @@ fn drain_test(tag: &str, plan: Plan) {
     nft.apply(&DrainRuleset {
         family: plan.family,
         drains: vec![],
+        tracked: vec![plan.vip],
     })
     .expect("install base ruleset");
     assert_eq!(
@@ -416,6 +417,7 @@ fn drain_test(tag: &str, plan: Plan) {
             to: plan.old,
             ifindex,
         }],
+        tracked: vec![plan.vip],
     };
     nft.apply(&drain).expect("install drain");
     // Forget the old holder's MAC so the first forwarded segment has to wait for ARP/ND.
@@ -461,6 +463,7 @@ fn drain_test(tag: &str, plan: Plan) {
     nft.apply(&DrainRuleset {
         family: plan.family,
         drains: vec![],
+        tracked: vec![plan.vip],
     })
     .expect("apply with no drains");
     expect_reset(
@@ -526,6 +529,7 @@ fn large_batch_is_acknowledged_and_replaced() {
         nft.apply(&DrainRuleset {
             family: Family::V6,
             drains: drains.clone(),
+            tracked: vec![],
         })
         .unwrap_or_else(|e| panic!("round {round}: {e}"));
     }
@@ -533,6 +537,7 @@ fn large_batch_is_acknowledged_and_replaced() {
     nft.apply(&DrainRuleset {
         family: Family::V4,
         drains: vec![],
+        tracked: vec![],
     })
     .expect("ipv4 base ruleset next to the ipv6 one");
     nft.remove(Family::V6).expect("remove ipv6");

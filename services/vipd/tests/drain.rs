@@ -29,8 +29,11 @@ struct Conn {
 
 impl Conn {
     fn open(c: &Cluster) -> Conn {
+        Conn::open_to(c, SocketAddr::new(c.vip(), PORT))
+    }
+
+    fn open_to(c: &Cluster, to: SocketAddr) -> Conn {
         let ns = c.lab.netns(CLIENT);
-        let to = SocketAddr::new(c.vip(), PORT);
         // A socket belongs to the namespace it was created in, whichever thread uses it.
         let stream = std::thread::spawn(move || {
             cairn_labnet::netns::enter(&ns).expect("enter the client namespace");
@@ -147,6 +150,39 @@ fn vipd_without_draining_a_handover_resets_established_connections() {
 #[test]
 fn vipd_planned_moves_keep_established_connections() {
     let (c, a) = echo_pair(&[]);
+    // Conntrack follows the VIP's connections only, and forgets closed ones soon.
+    let time_wait = c
+        .lab
+        .exec(
+            "a",
+            &[
+                "cat",
+                "/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_time_wait",
+            ],
+        )
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&time_wait.stdout).trim(), "10");
+    let count = || {
+        let out = c
+            .lab
+            .exec("a", &["cat", "/proc/sys/net/netfilter/nf_conntrack_count"])
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<u32>()
+            .unwrap()
+    };
+    let before = count();
+    let a_addr = SocketAddr::new(c.node_addr("a"), PORT);
+    for i in 0..20 {
+        let mut conn = Conn::open_to(&c, a_addr);
+        assert_eq!(conn.ask(&i.to_string()), Ok(format!("a {i}")));
+    }
+    assert!(
+        count() < before + 5,
+        "connections to a's own address are not tracked ({before} -> {} entries)",
+        count()
+    );
     let mut to_a = Conn::open(&c);
     assert_eq!(to_a.ask("1").as_deref(), Ok("a 1"));
 
