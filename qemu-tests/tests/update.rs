@@ -238,6 +238,21 @@ fn data_file(state: &Path, node: &str, data: (u64, u64), path: &str) -> String {
         .write_all(&bytes)
         .unwrap();
     let _ = std::fs::remove_file(&whole);
+    // The guest has the filesystem mounted: what it synced may still sit in the journal
+    // only (the checkpoint comes later), and debugfs does not replay it. Replay it on the
+    // copy first (exit 1 and 2: errors corrected, e.g. the orphan list of a live mount).
+    let o = Command::new("e2fsck")
+        .arg("-fy")
+        .arg(&part)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run e2fsck (e2fsprogs): {e}"));
+    assert!(
+        matches!(o.status.code(), Some(0..=2)),
+        "e2fsck of {node}'s data partition copy ({}): {}{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     let o = Command::new("debugfs")
         .arg("-R")
         .arg(format!("cat {path}"))
