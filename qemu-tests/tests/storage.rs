@@ -1,11 +1,14 @@
 //! The `storage` role end to end, with the real `cairn` binary: a site whose
 //! replica layout Gluster would refuse is refused by `cairn build`; three
 //! storage boxes (examples/storage-site.toml) boot in a lab and form a
-//! replica-3 volume on their own; the host's FUSE client mounts it from the
-//! lab's client namespace, writes files and reads them back; one box is
-//! killed while the client writes and comes back; self-heal makes the three
-//! bricks identical; every box reboots (then boots in another order) and the
-//! same volume with the same node UUIDs and all the data comes back.
+//! replica-3 volume on their own; the host's FUSE client mounts it through
+//! the storage VIP (`[storage] vip`, held by cairn-vipd on a healthy node)
+//! from the lab's client namespace, writes files and reads them back; one box,
+//! made the VIP holder first, is killed while the client writes and comes
+//! back: the VIP moves to another node and a fresh mount through it works;
+//! self-heal makes the three bricks identical; every box reboots (then boots
+//! in another order) and the same volume with the same node UUIDs and all the
+//! data comes back.
 //! Needs root, QEMU and the host's glusterfs-client; fails loudly without.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -29,6 +32,14 @@ const NODES: [(&str, &str); 3] = [
     ("st1", "192.0.2.31"),
     ("st2", "192.0.2.32"),
     ("st3", "192.0.2.33"),
+];
+/// `[storage] vip` of examples/storage-site.toml: clients mount through it.
+const VIP: &str = "192.0.2.30";
+/// The MACs of examples/storage-site.toml, to read the client's neighbour entry.
+const MACS: [(&str, &str); 3] = [
+    ("st1", "52:54:00:c0:00:31"),
+    ("st2", "52:54:00:c0:00:32"),
+    ("st3", "52:54:00:c0:00:33"),
 ];
 
 /// Deterministic file contents: xorshift64 seeded by the name.
@@ -98,7 +109,7 @@ fn mount(ns: &str, dir: &Path, volfile: Option<&Path>, timeout: Duration) -> Mou
         match volfile {
             None => {
                 c.args(["mount", "-t", "glusterfs"])
-                    .arg(format!("{}:/{VOLUME}", NODES[0].1))
+                    .arg(format!("{VIP}:/{VOLUME}"))
                     .arg(dir);
             }
             Some(v) => {
@@ -231,6 +242,83 @@ fn uuids(state: &str) -> BTreeMap<String, String> {
     out
 }
 
+/// The nodes whose cairn-vipd says it is master of the `storage` instance
+/// (`cairnctl vip --json`; a node whose vipd does not answer holds nothing).
+fn vip_masters(state: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (node, _) in NODES {
+        let o = ctl(state, node, &["vip", "--json"]);
+        if !o.status.success() {
+            continue;
+        }
+        let j: serde_json::Value = serde_json::from_str(&String::from_utf8_lossy(&o.stdout))
+            .unwrap_or_else(|e| panic!("cairnctl vip --json on {node}: {e}: {}", text(&o)));
+        let holds = j.as_array().unwrap().iter().any(|i| {
+            i["name"] == "storage"
+                && i["state"] == "master"
+                && i["vips"]
+                    .as_array()
+                    .is_some_and(|v| v.iter().any(|a| a == &format!("{VIP}/24")))
+        });
+        if holds {
+            out.push(node.to_owned());
+        }
+    }
+    out
+}
+
+/// The node the client's neighbour entry for the VIP names (after one ping).
+fn vip_seen_by_client(ns: &str) -> Option<String> {
+    let _ = Command::new("ip")
+        .args(["netns", "exec", ns, "ping", "-c", "1", "-W", "1", VIP])
+        .output();
+    let o = Command::new("ip")
+        .args(["-n", ns, "neigh", "show", VIP])
+        .output()
+        .unwrap();
+    let line = String::from_utf8_lossy(&o.stdout).into_owned();
+    let mac = line
+        .split(" lladdr ")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .to_owned();
+    MACS.iter()
+        .find(|(_, m)| *m == mac)
+        .map(|(n, _)| (*n).to_owned())
+}
+
+/// Waits until exactly one node holds the VIP, the client agrees, and `ok`
+/// holds for that node; returns it.
+fn wait_vip_holder(
+    state: &str,
+    ns: &str,
+    what: &str,
+    timeout: Duration,
+    ok: impl Fn(&str) -> bool,
+) -> String {
+    let t = Instant::now();
+    loop {
+        let masters = vip_masters(state);
+        let seen = vip_seen_by_client(ns);
+        if let ([m], Some(s)) = (masters.as_slice(), &seen)
+            && m == s
+            && ok(m)
+        {
+            eprintln!(
+                "VIP {VIP} held by {m} ({what}, after {:.1} s)",
+                t.elapsed().as_secs_f64()
+            );
+            return m.clone();
+        }
+        assert!(
+            t.elapsed() < timeout,
+            "VIP {VIP}: {what}: not after {timeout:?}: masters {masters:?}, the client sees {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// The keeper saw CAIRN-READY of QEMU start number `boot` of `name`.
 fn ready_boot(status: &serde_json::Value, name: &str, boot: u64) -> bool {
     let n = node(status, name);
@@ -322,6 +410,7 @@ fn three_boxes_form_a_replica_3_volume_heal_and_survive_reboots() {
         "usr/sbin/glusterfsd",
         "usr/sbin/gluster",
         "usr/sbin/cairn-storage",
+        "usr/sbin/cairn-vipd",
         "sbin/mkfs.xfs",
         "etc/glusterfs/glusterd.vol",
         "etc/hosts",
@@ -389,6 +478,8 @@ fn three_boxes_form_a_replica_3_volume_heal_and_survive_reboots() {
     }
     let ids = uuids(&state);
     eprintln!("node UUIDs: {ids:?}");
+    let first_holder =
+        wait_vip_holder(&state, &ns, "after boot", Duration::from_secs(60), |_| true);
 
     // --- Write and read back through the volume.
     let mut files: BTreeMap<String, usize> = BTreeMap::new();
@@ -425,6 +516,42 @@ fn three_boxes_form_a_replica_3_volume_heal_and_survive_reboots() {
     let p = bricks_hold(&ns, &dir, &files);
     assert!(p.is_empty(), "bricks differ after the first writes: {p:?}");
 
+    // --- Make st3 the VIP holder, so killing it moves the VIP: stop vipd on
+    // the others (an orderly stop hands the VIP over), then start it again.
+    // Without preemption they come back as backups and st3 keeps it.
+    if first_holder != "st3" {
+        for n in ["st1", "st2"] {
+            ok(&ctl(&state, n, &["stop", "vipd"]));
+        }
+        wait_vip_holder(
+            &state,
+            &ns,
+            "vipd stopped on st1, st2",
+            Duration::from_secs(60),
+            |m| m == "st3",
+        );
+        for n in ["st1", "st2"] {
+            ok(&ctl(&state, n, &["start", "vipd"]));
+        }
+    }
+    let t = Instant::now();
+    while !["st1", "st2"].iter().all(|n| {
+        let o = ctl(&state, n, &["vip", "--json"]);
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains("\"backup\"")
+    }) {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "st1 and st2 are not both VRRP backups of the storage VIP after 60 s"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        vip_masters(&state),
+        vec!["st3".to_owned()],
+        "a node that comes back must not take the VIP back (preempt = false)"
+    );
+
     // --- Kill st3 while the client writes: every write succeeds.
     let stop = Arc::new(AtomicBool::new(false));
     let written = Arc::new(Mutex::new(
@@ -453,7 +580,33 @@ fn three_boxes_form_a_replica_3_volume_heal_and_survive_reboots() {
         })
     };
     std::thread::sleep(Duration::from_secs(3));
+    let t_kill = Instant::now();
     ok(&cairn(&["lab", "kill", "st3", "--state", &state]));
+    // The VIP moves to a live node (its master-down timer: 3 adverts of 1 s
+    // and the skew) and a fresh mount through it works.
+    let new_holder = wait_vip_holder(&state, &ns, "st3 killed", Duration::from_secs(60), |m| {
+        m != "st3"
+    });
+    eprintln!(
+        "FIGURE storage VIP: {new_holder} holds it {:.1} s after st3 (the holder) was killed",
+        t_kill.elapsed().as_secs_f64()
+    );
+    {
+        let fresh = dir.join("mnt-after-kill");
+        let t = Instant::now();
+        let _f = mount(&ns, &fresh, None, Duration::from_secs(120));
+        eprintln!(
+            "FIGURE fresh mount through the VIP with st3 dead: {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        for name in ["small-00", "small-19"] {
+            let len = files[name];
+            assert!(
+                std::fs::read(fresh.join(name)).unwrap() == content(name, len),
+                "{name} read through the moved VIP differs"
+            );
+        }
+    }
     // Right after the kill, `volume status` may time out waiting for st3
     // (network.ping-timeout); then st3 is out and the others carry on.
     let j = wait_verdict_for(

@@ -115,7 +115,7 @@ pub struct LabPlan {
     pub vms: Vec<VmPlan>,
     /// External nodes, run as responders.
     pub externals: Vec<ExternalPlan>,
-    /// The site's virtual IPs (`[lb] vips`), without prefix.
+    /// The site's virtual IPs (`[lb] vips`, `[storage] vip`), without prefix.
     pub vips: Vec<IpAddr>,
 }
 
@@ -234,11 +234,7 @@ pub fn plan(site: &Site, req: &PlanRequest<'_>) -> Result<LabPlan, PlanError> {
             None => "the site has only external nodes".into(),
         }));
     }
-    let vips: Vec<IpAddr> = site
-        .lb
-        .as_ref()
-        .map(|lb| lb.vips.iter().map(|v| v.addr).collect())
-        .unwrap_or_default();
+    let vips = site_vips(site);
     let client_addr = client_address(site, &selected)?;
     Ok(LabPlan {
         lab: lab.clone(),
@@ -318,9 +314,7 @@ fn client_address(site: &Site, selected: &[&cairn_site::Node]) -> Result<IfAddr,
         .iter()
         .flat_map(|n| n.addresses.iter().map(|a| a.addr))
         .collect();
-    if let Some(lb) = &site.lb {
-        taken.extend(lb.vips.iter().map(|v| v.addr));
-    }
+    taken.extend(site_vips(site));
     taken.extend(site.network.gateway);
     taken.extend(site.network.dns.iter().copied());
     // `.250` of the subnet when it is that large, else its last host.
@@ -356,6 +350,13 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     h
+}
+
+/// Every virtual IP of the site: `[lb] vips` and `[storage] vip`.
+fn site_vips(site: &Site) -> Vec<IpAddr> {
+    let lb = site.lb.iter().flat_map(|lb| lb.vips.iter().map(|v| v.addr));
+    let storage = site.storage.iter().filter_map(|st| st.vip.map(|v| v.addr));
+    lb.chain(storage).collect()
 }
 
 #[cfg(test)]

@@ -9,10 +9,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Collector;
 use crate::net::IfAddr;
-use crate::site::{Node, Role};
+use crate::site::{LbSection, Node, Role};
 
 /// Where bricks are mounted and created on a box (on the data partition, `/var`).
 pub const BRICKS_DIR: &str = "/var/lib/cairn/bricks";
+/// VRRP virtual router id of the storage VIP when `[storage] vrid` is not set
+/// (the examples' `[lb]` uses 51).
+pub const DEFAULT_STORAGE_VRID: u8 = 52;
+/// VRRP advertisement interval of the storage VIP by default (as `[lb]`'s).
+pub const DEFAULT_STORAGE_ADVERT_MS: u32 = 1000;
 
 /// `[storage]`: the Gluster volumes of the site's storage nodes.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -21,6 +26,16 @@ pub struct StorageSection {
     /// Optional floating address clients fetch the volume file from (held by
     /// cairn-vipd on a healthy storage node).
     pub vip: Option<IfAddr>,
+    /// VRRP virtual router id of the VIP (only with `vip`; default
+    /// [`DEFAULT_STORAGE_VRID`]); must differ from `[lb] vrid`.
+    pub vrid: Option<u8>,
+    /// VRRP advertisement interval of the VIP in ms (only with `vip`; default
+    /// [`DEFAULT_STORAGE_ADVERT_MS`]).
+    pub advert_interval_ms: Option<u32>,
+    /// Whether a healthy node of higher priority takes the VIP back (only with
+    /// `vip`; default false: moving the VIP cuts clients' volume-file
+    /// connections and gains nothing).
+    pub preempt: Option<bool>,
     /// The volumes, created in this order.
     #[serde(rename = "volume", default)]
     pub volumes: Vec<Volume>,
@@ -113,6 +128,88 @@ impl Volume {
 }
 
 impl StorageSection {
+    /// The VIP's VRRP virtual router id.
+    pub fn vrid(&self) -> u8 {
+        self.vrid.unwrap_or(DEFAULT_STORAGE_VRID)
+    }
+
+    /// The VIP's VRRP advertisement interval in ms.
+    pub fn advert_interval_ms(&self) -> u32 {
+        self.advert_interval_ms.unwrap_or(DEFAULT_STORAGE_ADVERT_MS)
+    }
+
+    /// Whether the VIP's VRRP instance preempts (default false).
+    pub fn preempt(&self) -> bool {
+        self.preempt.unwrap_or(false)
+    }
+
+    /// The checks of `[storage]` that need `[lb]`: the two VIPs are two VRRP
+    /// routers and must not share a virtual router id (on one link they would
+    /// take each other's adverts for their own). Site validation calls it.
+    pub fn validate_with_lb(&self, lb: Option<&LbSection>, c: &mut Collector) {
+        if let (Some(_), Some(lb)) = (self.vip, lb) {
+            if lb.vrid == self.vrid() {
+                c.add(
+                    "storage.vrid",
+                    format!(
+                        "VRID {} is also [lb] vrid: the storage VIP needs its own virtual router id{}",
+                        lb.vrid,
+                        if self.vrid.is_none() {
+                            " (52 is the default: set storage.vrid)"
+                        } else {
+                            ""
+                        }
+                    ),
+                );
+            }
+        }
+    }
+
+    /// VRRP settings of the VIP: given only with `vip`, in VRRPv3's ranges,
+    /// and the VIP inside a subnet of every storage node (vipd adds it to the
+    /// interface carrying the node's address).
+    fn validate_vrrp(&self, nodes: &[Node], c: &mut Collector) {
+        let Some(vip) = self.vip else {
+            for (field, given) in [
+                ("storage.vrid", self.vrid.is_some()),
+                (
+                    "storage.advert_interval_ms",
+                    self.advert_interval_ms.is_some(),
+                ),
+                ("storage.preempt", self.preempt.is_some()),
+            ] {
+                if given {
+                    c.add(field, "only used with storage.vip (the VIP's VRRP router)");
+                }
+            }
+            return;
+        };
+        if self.vrid == Some(0) {
+            c.add("storage.vrid", "must be between 1 and 255");
+        }
+        let advert = self.advert_interval_ms();
+        if !(10..=40_950).contains(&advert) || advert % 10 != 0 {
+            c.add(
+                "storage.advert_interval_ms",
+                format!("{advert}: must be a multiple of 10 between 10 and 40950 (VRRPv3 centiseconds, 12 bits)"),
+            );
+        }
+        for n in nodes
+            .iter()
+            .filter(|n| n.role == Role::Storage && !n.external)
+        {
+            if !n.addresses.iter().any(|a| a.contains(vip.addr)) {
+                c.add(
+                    "storage.vip",
+                    format!(
+                        "{} is outside every subnet of storage node {:?}: the node could not hold it on its interface",
+                        vip.addr, n.name
+                    ),
+                );
+            }
+        }
+    }
+
     /// The brick disk declared for `node`, if any.
     pub fn disk_of(&self, node: &str) -> Option<&BrickDisk> {
         self.disks.iter().find(|d| d.node == node)
@@ -158,6 +255,7 @@ impl StorageSection {
                 );
             }
         }
+        self.validate_vrrp(nodes, c);
         let mut names = HashMap::new();
         for (i, v) in self.volumes.iter().enumerate() {
             let f = |k: &str| format!("storage.volume[{i}].{k}");
@@ -538,6 +636,92 @@ options = { "performance.client-io-threads" = "off", "cluster.heal-timeout" = "1
     }
 
     #[test]
+    fn the_vip_router_has_defaults_a_user_expects() {
+        let st = parse_site(SITE, Path::new("site.toml"))
+            .unwrap()
+            .storage
+            .unwrap();
+        assert_eq!(
+            (st.vrid(), st.advert_interval_ms(), st.preempt()),
+            (52, 1000, false)
+        );
+        let given = SITE.replace(
+            "vip = \"192.0.2.30/24\"",
+            "vip = \"192.0.2.30/24\"\nvrid = 60\nadvert_interval_ms = 200\npreempt = true",
+        );
+        let st = parse_site(&given, Path::new("site.toml"))
+            .unwrap()
+            .storage
+            .unwrap();
+        assert_eq!(
+            (st.vrid(), st.advert_interval_ms(), st.preempt()),
+            (60, 200, true)
+        );
+    }
+
+    #[test]
+    fn bad_vip_router_settings_are_named() {
+        let bad = SITE.replace(
+            "vip = \"192.0.2.30/24\"",
+            "vip = \"192.0.2.30/24\"\nvrid = 0\nadvert_interval_ms = 15",
+        );
+        assert_eq!(
+            errs(&bad),
+            vec![
+                "site.toml: field `storage.vrid`: must be between 1 and 255",
+                "site.toml: field `storage.advert_interval_ms`: 15: must be a multiple of 10 between 10 and 40950 (VRRPv3 centiseconds, 12 bits)",
+            ]
+        );
+        let e = errs(&SITE.replace("vip = \"192.0.2.30/24\"", "vip = \"198.51.100.30/24\""));
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert_eq!(
+            e[0],
+            "site.toml: field `storage.vip`: 198.51.100.30 is outside every subnet of storage node \"st1\": the node could not hold it on its interface"
+        );
+        let e = errs(&SITE.replace("vip = \"192.0.2.30/24\"", "vrid = 53\npreempt = false"));
+        assert_eq!(
+            e,
+            vec![
+                "site.toml: field `storage.vrid`: only used with storage.vip (the VIP's VRRP router)",
+                "site.toml: field `storage.preempt`: only used with storage.vip (the VIP's VRRP router)",
+            ]
+        );
+        let e = errs(&SITE.replace("vip =", "vrid = 300\nvip ="));
+        assert!(e[0].contains("field `storage.vrid`"), "{e:?}");
+    }
+
+    #[test]
+    fn the_storage_vrid_must_differ_from_the_lb_vrid() {
+        let st = parse_site(SITE, Path::new("site.toml"))
+            .unwrap()
+            .storage
+            .unwrap();
+        let lb: crate::LbSection = toml::from_str(
+            "vrid = 52\nvips = [\"192.0.2.100/24\"]\n[[frontend]]\nname = \"web\"\nport = 80\n\
+             [[frontend.backend]]\nname = \"w\"\naddress = \"192.0.2.21:80\"\n",
+        )
+        .unwrap();
+        let mut c = crate::error::Collector::new(Path::new("site.toml"));
+        st.validate_with_lb(Some(&lb), &mut c);
+        let e: Vec<String> = c.errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            e,
+            vec![
+                "site.toml: field `storage.vrid`: VRID 52 is also [lb] vrid: the storage VIP needs its own virtual router id (52 is the default: set storage.vrid)"
+            ]
+        );
+        let mut own = st.clone();
+        own.vrid = Some(53);
+        let mut c = crate::error::Collector::new(Path::new("site.toml"));
+        own.validate_with_lb(Some(&lb), &mut c);
+        own.validate_with_lb(None, &mut c);
+        let mut no_vip = st.clone();
+        no_vip.vip = None;
+        no_vip.validate_with_lb(Some(&lb), &mut c);
+        assert!(c.errors.is_empty(), "{:?}", c.errors);
+    }
+
+    #[test]
     fn the_example_storage_site_is_valid() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let site = crate::load_site(&root.join("examples/storage-site.toml")).unwrap();
@@ -545,5 +729,10 @@ options = { "performance.client-io-threads" = "off", "cluster.heal-timeout" = "1
         let st = site.storage.unwrap();
         assert_eq!(st.volumes[0].set_size(), 3);
         assert_eq!(st.volumes[0].bricks.len(), 3);
+        assert_eq!(
+            st.vip.map(|v| v.to_string()).as_deref(),
+            Some("192.0.2.30/24")
+        );
+        assert_eq!(st.vrid(), 52);
     }
 }

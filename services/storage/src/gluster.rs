@@ -1,8 +1,10 @@
 //! Running the gluster CLI: always `--mode=script` (no questions) and
 //! `--xml` (parsed by [`crate::xml`]), with a bounded timeout.
 
+use std::io::Read;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::xml::{self, Peer, VolumeInfo, XmlError};
 
@@ -17,6 +19,14 @@ pub enum CliError {
         /// Why.
         #[source]
         source: std::io::Error,
+    },
+    /// It did not finish in time and was killed.
+    #[error("gluster {args}: no answer within {after:?} (killed)")]
+    TimedOut {
+        /// The arguments, space-separated.
+        args: String,
+        /// The limit.
+        after: Duration,
     },
     /// It ran but its answer is an error.
     #[error("gluster {args}: {source}")]
@@ -65,6 +75,81 @@ impl Cli {
             text = String::from_utf8_lossy(&out.stderr).into_owned();
         }
         Ok(text)
+    }
+
+    /// [`Cli::raw`], but the CLI is killed after `limit` whatever its own
+    /// `--timeout` does (a hung glusterd connection, a stuck process).
+    pub fn raw_within(&self, args: &[String], limit: Duration) -> Result<String, CliError> {
+        let mut child = Command::new(&self.program)
+            .arg("--mode=script")
+            .arg("--xml")
+            .arg(format!("--timeout={}", self.timeout_s))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| CliError::Spawn {
+                program: self.program.clone(),
+                source,
+            })?;
+        // Readers on their own threads, so a chatty CLI never blocks on a full pipe.
+        let reader = |pipe: Option<Box<dyn Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                if let Some(mut p) = pipe {
+                    // A read error leaves what was read; the parser reports the rest.
+                    let _ = p.read_to_end(&mut buf);
+                }
+                buf
+            })
+        };
+        let out = reader(
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
+        let err = reader(
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
+        let deadline = Instant::now() + limit;
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Ok(None) | Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(CliError::TimedOut {
+                        args: args.join(" "),
+                        after: limit,
+                    });
+                }
+            }
+        }
+        let stdout = out.join().unwrap_or_default();
+        let stderr = err.join().unwrap_or_default();
+        let mut text = String::from_utf8_lossy(&stdout).into_owned();
+        if text.trim().is_empty() {
+            text = String::from_utf8_lossy(&stderr).into_owned();
+        }
+        Ok(text)
+    }
+
+    /// `volume info`, the CLI killed after `limit`.
+    pub fn volumes_within(&self, limit: Duration) -> Result<Vec<VolumeInfo>, CliError> {
+        let args = ["volume".to_owned(), "info".to_owned()];
+        let text = self.raw_within(&args, limit)?;
+        xml::volume_info(&text).map_err(|source| CliError::Answer {
+            args: args.join(" "),
+            source,
+        })
     }
 
     fn parsed<T>(

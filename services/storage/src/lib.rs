@@ -7,10 +7,13 @@
 //!   means, and the per-boot preparation (format only when empty, mount).
 //! - [`gluster`]: running the CLI; [`bootstrap`]: the loop the
 //!   `storage-bootstrap` service runs; [`notify`]: status for cairn-init.
+//! - [`health`]: `cairn-storage healthy`, cairn-vipd's check for holding the
+//!   storage VIP.
 
 pub mod bootstrap;
 pub mod disk;
 pub mod gluster;
+pub mod health;
 pub mod magic;
 pub mod notify;
 pub mod plan;

@@ -25,7 +25,7 @@ struct Args {
         required_unless_present = "site"
     )]
     config: Option<PathBuf>,
-    /// Derive the config from the site file (the [lb] section and this node's entry).
+    /// Derive the config from the site file ([lb] or [storage] and this node's entry).
     #[arg(long, value_name = "FILE")]
     site: Option<PathBuf>,
     /// This node's name in the site file (default: $CAIRN_NODE, else the node whose MAC an
@@ -61,10 +61,13 @@ fn init_logging() {
         .init();
 }
 
-/// Why no config could be built: bad file contents (exit 2) or something else (exit 1).
+/// Why no config could be built: bad file contents (exit 2), something else (exit 1), or
+/// nothing to hold (a storage node of a site without `[storage] vip`: exit 0, so cairn-init
+/// marks the service done instead of restarting it).
 enum LoadError {
     Config(String),
     Other(anyhow::Error),
+    NothingToHold(String),
 }
 
 impl From<ConfigErrors> for LoadError {
@@ -109,7 +112,10 @@ fn load(args: &Args) -> Result<ConfigFile, LoadError> {
         return Err(LoadError::Config("give --config or --site".into()));
     };
     let site = cairn_site::load_site(path).map_err(|e| LoadError::Config(e.to_string()))?;
-    let site_error = |e: site::SiteError| LoadError::Config(format!("{}: {e}", path.display()));
+    let site_error = |e: site::SiteError| match e {
+        site::SiteError::NoStorageVip(_) => LoadError::NothingToHold(e.to_string()),
+        e => LoadError::Config(format!("{}: {e}", path.display())),
+    };
     let mut nl = None;
     let netlink = || -> Result<cairn_netlink::Netlink, LoadError> {
         cairn_netlink::Netlink::open()
@@ -126,7 +132,7 @@ fn load(args: &Args) -> Result<ConfigFile, LoadError> {
             n
         }
     };
-    let mac = site::lb_node_mac(&site, &node).map_err(site_error)?;
+    let mac = site::node_mac(&site, &node).map_err(site_error)?;
     let interface = match &args.interface {
         Some(i) => i.clone(),
         None => {
@@ -149,7 +155,7 @@ fn load(args: &Args) -> Result<ConfigFile, LoadError> {
             }
         }
     };
-    site::derive(&site, &node, &interface).map_err(site_error)
+    site::derive_with_site_path(&site, path, &node, &interface).map_err(site_error)
 }
 
 fn config_file_name(args: &Args) -> &Path {
@@ -171,6 +177,10 @@ fn main() -> ExitCode {
         Err(LoadError::Other(e)) => {
             eprintln!("cairn-vipd: {e:#}");
             return ExitCode::FAILURE;
+        }
+        Err(LoadError::NothingToHold(why)) => {
+            tracing::info!("{why}; exiting");
+            return ExitCode::SUCCESS;
         }
     };
     let config = match file.validate(config_file_name(&args)) {
