@@ -87,6 +87,10 @@ pub enum SiteConfig {
     /// `/etc/hosts` (localhost and every node of the site with its first
     /// address) and `/etc/nsswitch.conf` (`hosts: files dns`).
     Hosts,
+    /// The k8s-node role's files from the site's `[k8s]` section: containerd's
+    /// config, the CNI network list, the kubelet's files when the site names
+    /// one, the kubelet itself and the pause image (`build/k8s.rs`).
+    K8s,
 }
 
 impl SiteConfig {
@@ -95,6 +99,7 @@ impl SiteConfig {
         match self {
             SiteConfig::Haproxy => "/etc/haproxy/haproxy.cfg",
             SiteConfig::Hosts => "/etc/hosts",
+            SiteConfig::K8s => crate::build::k8s::CONTAINERD_CONFIG,
         }
     }
 }
@@ -430,7 +435,11 @@ mod tests {
             "{inc:?}"
         );
         assert!(r.modules.contains(&"xfs".to_owned()));
-        assert_eq!(r.box_binaries, vec!["cairn-storage".to_owned()]);
+        assert_eq!(
+            r.box_binaries,
+            vec!["cairn-storage".to_owned(), "cairn-vipd".to_owned()]
+        );
+        assert!(r.modules.contains(&"nft_dup_ipv4".to_owned()));
         assert!(r.services.contains("glusterd"));
     }
 

@@ -48,6 +48,10 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("erofs-utils", "mkfs.erofs: the read-only root filesystem"),
     ("cryptsetup-bin", "veritysetup: the dm-verity hash tree"),
     ("binutils", "objcopy: assembling the UKI"),
+    (
+        "protobuf-compiler",
+        "protoc: the k8s-cri crate compiles the Kubernetes CRI protobufs (cairn-k8s)",
+    ),
     ("gdisk", "sgdisk: checking GPT layouts in tests"),
     ("dosfstools", "fsck.fat: checking the ESP in tests"),
     ("cpio", "cpio: checking initramfs archives in tests"),

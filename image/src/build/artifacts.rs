@@ -342,6 +342,9 @@ fn root_tree(
     for b in inputs.box_binaries() {
         rootfs::install(&box_bin.join(&b), tree, &format!("usr/sbin/{b}"), 0o755)?;
     }
+    if let Some(p) = &inputs.k8s {
+        super::k8s::install(p, box_bin, tree)?;
+    }
     // Role programs and their libraries, taken from the extracted packages.
     let mut binaries: Vec<PathBuf> = inputs
         .roles

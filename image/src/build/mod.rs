@@ -9,7 +9,9 @@ mod bundle;
 pub mod dlopen;
 pub mod haproxy;
 pub mod hosts;
+pub mod k8s;
 pub mod manifest;
+pub mod oci;
 pub mod rootfs;
 pub mod rootimg;
 pub mod siteversion;
@@ -104,6 +106,8 @@ pub struct Inputs {
     pub roles: Vec<RoleDef>,
     /// Files rendered from the site: (absolute path in the root, text).
     pub site_configs: Vec<(String, String)>,
+    /// The k8s-node role's kubelet and pause image, checked (`site_configs = ["k8s"]`).
+    pub k8s: Option<k8s::Payload>,
     /// The update signing key, when the site has `[update]` (the build then
     /// writes a signed bundle).
     pub signer: Option<Signer>,
@@ -186,6 +190,10 @@ fn render_site_configs(
                     out.push((hosts::NSSWITCH_PATH.to_owned(), hosts::NSSWITCH.to_owned()));
                     hosts::render(site)
                 }
+                SiteConfig::K8s => {
+                    out.extend(k8s::render(site, site_file)?);
+                    continue;
+                }
             };
             out.push((c.path().to_owned(), text));
         }
@@ -249,6 +257,14 @@ pub fn load_inputs(req: &Request) -> Result<Inputs> {
     }
     check_users(&roles)?;
     let site_configs = render_site_configs(&site, &req.site, &roles)?;
+    let k8s = if roles
+        .iter()
+        .any(|r| r.site_configs.contains(&SiteConfig::K8s))
+    {
+        Some(k8s::payload(&site, &req.site)?)
+    } else {
+        None
+    };
     Ok(Inputs {
         site,
         site_text,
@@ -256,6 +272,7 @@ pub fn load_inputs(req: &Request) -> Result<Inputs> {
         role,
         roles,
         site_configs,
+        k8s,
         signer,
     })
 }

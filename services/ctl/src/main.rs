@@ -17,6 +17,7 @@ use cairn_control::{
 use clap::{Parser, Subcommand};
 
 mod agent;
+mod k8s;
 mod lb;
 mod notify;
 mod storage;
@@ -125,6 +126,15 @@ enum Command {
             default_value = DEFAULT_VIP_SOCKET
         )]
         socket: PathBuf,
+    },
+    /// The k8s-node role: `check` (CRI self-check) and `status` (runtime state), run by
+    /// the role's cairn-k8s.
+    K8s {
+        #[command(subcommand)]
+        cmd: k8s::K8sCommand,
+        /// The role's helper.
+        #[arg(long, value_name = "PATH", default_value = k8s::PROGRAM, hide = true)]
+        program: PathBuf,
     },
     /// Show the storage role: Gluster peers, volumes, bricks online and pending heal
     /// entries, with a one-line verdict. Exit 1 when glusterd cannot be asked.
@@ -274,6 +284,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             gluster,
             site,
         } => storage::show(&gluster, &site, json),
+        Command::K8s { cmd, program } => Err(k8s::exec(&program, &cmd)),
         Command::Lb {
             json,
             haproxy_socket,

@@ -6,6 +6,7 @@
 //! read it through this crate, so the two never disagree about its meaning.
 
 pub mod error;
+mod k8s;
 mod net;
 mod profile;
 mod site;
@@ -14,6 +15,7 @@ mod update;
 pub mod version_syntax;
 
 pub use error::{FileError, FileErrors};
+pub use k8s::{ApiEndpoint, K8sSection, KubeletBinary, overlaps, parse_api_endpoint};
 pub use net::{IfAddr, Mac};
 pub use profile::{DiskSizes, KernelSpec, Profile, load_profile};
 pub use site::{

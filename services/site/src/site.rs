@@ -90,6 +90,8 @@ pub struct Site {
     pub storage: Option<StorageSection>,
     /// A/B update settings; without them images carry no update bundle.
     pub update: Option<UpdateConfig>,
+    /// The k8s-node role's cluster settings (docs/k8s-node.md).
+    pub k8s: Option<crate::k8s::K8sSection>,
 }
 
 /// Cluster-wide names.
@@ -162,7 +164,7 @@ pub struct Node {
     /// A host that is not a cairn box (e.g. a backend the lab simulates).
     #[serde(default)]
     pub external: bool,
-    /// VRRP priority for load balancers (1-254; higher wins).
+    /// VRRP priority for load balancers and storage nodes (1-254; higher wins).
     pub priority: Option<u8>,
 }
 
@@ -343,15 +345,15 @@ impl Site {
                 }
             }
             match (n.role, n.priority) {
-                (Role::Lb, Some(p)) if p == 0 || p == 255 => c.add(
+                (Role::Lb | Role::Storage, Some(p)) if p == 0 || p == 255 => c.add(
                     f("priority"),
                     "must be between 1 and 254 (0 and 255 are reserved by VRRP)",
                 ),
-                (Role::Lb, _) | (_, None) => {}
+                (Role::Lb | Role::Storage, _) | (_, None) => {}
                 (_, Some(_)) => c.add(
                     f("priority"),
                     format!(
-                        "only load balancers have a priority; node {:?} is {}",
+                        "only load balancers and storage nodes have a VRRP priority; node {:?} is {}",
                         n.name, n.role
                     ),
                 ),
@@ -373,8 +375,12 @@ impl Site {
                 "the site has storage nodes but no [storage] section",
             ),
             None => {}
-            Some(st) => st.validate(&self.nodes, c),
+            Some(st) => {
+                st.validate(&self.nodes, c);
+                st.validate_with_lb(self.lb.as_ref(), c);
+            }
         }
+        crate::k8s::validate_site(self, c);
     }
 
     /// The node whose MAC is one of `macs` (the box's own interfaces).
