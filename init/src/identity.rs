@@ -150,6 +150,12 @@ addresses = ["192.0.2.5/24"]
 name = "box2"
 role = "storage"
 mac = "52:54:00:00:00:02"
+addresses = ["192.0.2.6/24"]
+[storage]
+[[storage.volume]]
+name = "gv0"
+type = "distribute"
+bricks = ["box2"]
 "#;
 
     fn site() -> Site {

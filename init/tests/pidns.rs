@@ -23,7 +23,7 @@ fn orphans_are_reaped_with_no_zombies_left() {
         r#"
 [[service]]
 name = "orphans"
-exec = ["/bin/sh", "-c", "i=0; while [ $i -lt 300 ]; do (sleep 1 &); i=$((i+1)); done; echo spawned; exec sleep 1000"]
+exec = ["/bin/sh", "-c", "i=0; while [ $i -lt 300 ]; do (sleep 5 &); i=$((i+1)); done; echo spawned; exec sleep 1000"]
 "#,
     );
     lab.wait_until("orphans spawned", Duration::from_secs(30), || {
@@ -31,14 +31,16 @@ exec = ["/bin/sh", "-c", "i=0; while [ $i -lt 300 ]; do (sleep 1 &); i=$((i+1));
     });
     let init = lab.init_pid();
     let service_pid = lab.service("orphans")["pid"].as_u64().unwrap();
-    // The orphaned sleeps were re-parented to cairn-init (PID 1 of the namespace).
+    // The orphaned sleeps were re-parented to cairn-init (PID 1 of the namespace). They
+    // sleep 5 s: on a loaded machine spawning 300 takes seconds, and 1 s sleeps were
+    // already gone before they were counted.
     let orphans = children(init).len();
     assert!(
         orphans > 200,
         "expected >200 orphans re-parented to init, saw {orphans}"
     );
     // When they exit, init reaps every one of them.
-    lab.wait_until("all orphans gone", Duration::from_secs(10), || {
+    lab.wait_until("all orphans gone", Duration::from_secs(30), || {
         children(init).len() == 1
     });
     let kids = children(init);

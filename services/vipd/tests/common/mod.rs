@@ -745,7 +745,9 @@ pub fn graceful_on(net: Net, da: Daemon, db: Daemon) -> (Cluster, Duration) {
         .lab
         .process_mut(&vrrpd::process_name("a"))
         .unwrap()
-        .wait_timeout(Duration::from_secs(3))
+        // An orderly stop waits for its successor, then keeps the VIP parked for the
+        // drain window (2 s) before the daemon exits.
+        .wait_timeout(Duration::from_secs(6))
         .unwrap();
     assert!(
         status.is_some(),
