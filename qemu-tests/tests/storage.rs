@@ -643,9 +643,12 @@ fn three_boxes_form_a_replica_3_volume_heal_and_survive_reboots() {
         files.insert(name.clone(), *len);
     }
 
-    // Self-heal brings st3's brick up to date.
+    // Self-heal brings st3's brick up to date. How long it takes here varies a lot: 99.6 s,
+    // 182 s and more than 300 s in three runs on this 2-core TCG machine (the last entries
+    // wait minutes; not understood yet, see docs/storage.md). The bound only keeps a
+    // heal that never completes from hanging the suite; the time is reported below.
     let t_heal = Instant::now();
-    wait_verdict(&state, "st1", "healthy", Duration::from_secs(300));
+    wait_verdict(&state, "st1", "healthy", Duration::from_secs(900));
     let mut problems = bricks_hold(&ns, &dir, &files);
     while !problems.is_empty() && t_heal.elapsed() < Duration::from_secs(300) {
         std::thread::sleep(Duration::from_secs(3));

@@ -8,8 +8,8 @@
 
 mod agent;
 mod boot;
-mod footprint;
-mod image;
+pub mod footprint;
+pub mod image;
 mod timeline;
 
 use std::path::{Path, PathBuf};
@@ -204,7 +204,7 @@ pub fn run(runs: usize) -> Result<BootReport> {
         address,
         gateway,
     };
-    let deb = image::build_cached(&recipe)?;
+    let deb = image::build_cached(&recipe.spec())?;
     let debian_fp = Footprint {
         disk_bytes: deb.disk_bytes,
         disk_zstd_bytes: deb.disk_zstd_bytes,

@@ -6,6 +6,7 @@ mod bench;
 mod bench_chart;
 mod bench_debian;
 mod bench_image;
+mod bench_storage;
 mod bench_update;
 mod bench_vrrp;
 mod demo;
@@ -73,6 +74,10 @@ enum BenchPart {
     /// A/B upgrade: bundle size, time to apply, rolling upgrade of the LB pair under a
     /// client, time to automatic rollback (root, QEMU lab; runs/3 scenario runs).
     Upgrade,
+    /// The cairn `storage` image against Debian with glusterfs-server: footprint
+    /// and three VMs each from QEMU start to the replica-3 volume mountable
+    /// (root, QEMU; at most 5 runs).
+    Storage,
 }
 
 fn main() -> Result<()> {
@@ -97,7 +102,9 @@ fn main() -> Result<()> {
                 Some(BenchPart::Failover) => bench_vrrp::run_alone(runs),
                 Some(BenchPart::Boot) => bench_debian::run_alone(runs),
                 Some(BenchPart::Upgrade) => bench_update::run_alone(runs),
-                None => bench::run(runs),
+                Some(BenchPart::Storage) => bench_storage::run_alone(runs),
+                // The storage part adds its section to the report the others wrote.
+                None => bench::run(runs).and_then(|()| bench_storage::run_alone(runs)),
             }
         }
     }

@@ -18,9 +18,10 @@ use crate::{root, run_cmd, step, target_dir};
 /// Bumped whenever the recipe below changes in a way the key would not see.
 const RECIPE_VERSION: &str = "debian-ref-3";
 
-/// Packages on top of minbase. `systemd-sysv` makes systemd PID 1; networkd
-/// (part of `systemd`) configures the address: no ifupdown, no DHCP client.
-const PACKAGES: &[&str] = &[
+/// Packages of the `lb` reference on top of minbase. `systemd-sysv` makes
+/// systemd PID 1; networkd (part of `systemd`) configures the address: no
+/// ifupdown, no DHCP client.
+pub const PACKAGES: &[&str] = &[
     "systemd-sysv",
     "udev",
     "kmod",
@@ -33,7 +34,7 @@ const PACKAGES: &[&str] = &[
 /// ext4 root on virtio-blk; udev loads the rest (virtio_net) from the root.
 /// Debian's default `MODULES=most` makes a 36 MB initramfs that takes
 /// seconds longer to unpack under TCG; the reference gets the fast setting.
-const INITRAMFS_MODULES: &[&str] = &["virtio_pci", "virtio_blk", "crc32c_generic", "ext4"];
+pub const INITRAMFS_MODULES: &[&str] = &["virtio_pci", "virtio_blk", "crc32c_generic", "ext4"];
 
 /// The kernel command line: the cairn image's console and panic settings
 /// (manifest `cmdline.pxe` starts the same way), plus the root device.
@@ -54,6 +55,47 @@ pub struct Recipe {
     pub address: String,
     /// The site's gateway.
     pub gateway: String,
+}
+
+/// Everything a Debian reference image is made from, whatever it serves: the
+/// `lb` reference ([`Recipe::spec`]) and the `storage` one (`bench_storage`)
+/// differ only in packages, added files and enabled units.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// Cache directory under `target/bench/`; each keeps only its newest key,
+    /// so two references need two names.
+    pub cache: &'static str,
+    /// Recipe version, part of the key: bump it when something the key does
+    /// not see changes (the `enable` list, the hooks).
+    pub version: &'static str,
+    /// Packages on top of minbase, without the kernel.
+    pub packages: Vec<String>,
+    /// Kernel package, e.g. `linux-image-6.1.0-56-amd64`.
+    pub kernel_package: String,
+    /// Its exact version.
+    pub kernel_version: String,
+    /// Files written into the root after the packages: path, mode, text.
+    pub files: Vec<(String, u32, String)>,
+    /// Units `systemctl enable`d in the chroot.
+    pub enable: Vec<String>,
+}
+
+impl Recipe {
+    /// The `lb` reference as a [`Spec`] (cache `target/bench/debian`).
+    pub fn spec(&self) -> Spec {
+        Spec {
+            cache: "debian",
+            version: RECIPE_VERSION,
+            packages: PACKAGES.iter().map(|p| (*p).to_owned()).collect(),
+            kernel_package: self.kernel_package.clone(),
+            kernel_version: self.kernel_version.clone(),
+            files: files(self),
+            enable: vec![
+                "systemd-networkd.service".into(),
+                "bench-mem.service".into(),
+            ],
+        }
+    }
 }
 
 /// A built (or cached) Debian image.
@@ -227,15 +269,17 @@ pub fn fnv64(bytes: &[u8]) -> u64 {
     h
 }
 
-/// The cache key: every input of the image.
-pub fn key(r: &Recipe) -> String {
+/// The cache key: every input of the image (the `enable` list through
+/// [`Spec::version`]).
+pub fn key(r: &Spec) -> String {
     let mut text = format!(
-        "{RECIPE_VERSION}\n{}\n{}={}\n{CMDLINE}\n",
-        PACKAGES.join(","),
+        "{}\n{}\n{}={}\n{CMDLINE}\n",
+        r.version,
+        r.packages.join(","),
         r.kernel_package,
         r.kernel_version
     );
-    for (p, m, t) in early_files().into_iter().chain(files(r)) {
+    for (p, m, t) in early_files().into_iter().chain(r.files.iter().cloned()) {
         text.push_str(&format!("--- {p} {m:o}\n{t}"));
     }
     format!("{:016x}", fnv64(text.as_bytes()))
@@ -268,9 +312,9 @@ fn sh_quote(p: &Path) -> String {
 }
 
 /// Returns the cached image for `r`, building it first when missing.
-pub fn build_cached(r: &Recipe) -> Result<DebianImage> {
+pub fn build_cached(r: &Spec) -> Result<DebianImage> {
     let key = key(r);
-    let base = target_dir().join("bench/debian");
+    let base = target_dir().join("bench").join(r.cache);
     let dir = base.join(&key);
     let stamp = dir.join("image.json");
     if let Ok(text) = std::fs::read_to_string(&stamp)
@@ -297,7 +341,7 @@ pub fn build_cached(r: &Recipe) -> Result<DebianImage> {
     std::fs::create_dir_all(&dir)?;
     step(&format!(
         "building the Debian reference image (mmdebstrap minbase + {}, {}={})",
-        PACKAGES.join(" "),
+        r.packages.join(" "),
         r.kernel_package,
         r.kernel_version
     ));
@@ -306,27 +350,33 @@ pub fn build_cached(r: &Recipe) -> Result<DebianImage> {
     let early = dir.join("files-early");
     let late = dir.join("files");
     write_files(&early, &early_files())?;
-    write_files(&late, &files(r))?;
+    write_files(&late, &r.files)?;
     let cache = deb_cache();
     std::fs::create_dir_all(&cache)?;
-    let include = PACKAGES
+    let include = r
+        .packages
         .iter()
-        .map(|p| (*p).to_owned())
+        .cloned()
         .chain([format!("{}={}", r.kernel_package, r.kernel_version)])
         .collect::<Vec<_>>()
         .join(",");
     let c = sh_quote(&cache);
     run_cmd(
         Command::new("mmdebstrap")
-            .args(["--mode=root", "--variant=minbase", "--skip=essential/unlink"])
+            .args([
+                "--mode=root",
+                "--variant=minbase",
+                "--skip=essential/unlink",
+            ])
             .arg(format!("--include={include}"))
             .arg("--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives/")
             .arg(format!("--setup-hook=sync-in {c} /var/cache/apt/archives/"))
             .arg(format!("--essential-hook=sync-in {} /", sh_quote(&early)))
             .arg(format!("--customize-hook=sync-in {} /", sh_quote(&late)))
-            .arg(
-                "--customize-hook=chroot \"$1\" systemctl enable systemd-networkd.service bench-mem.service",
-            )
+            .arg(format!(
+                "--customize-hook=chroot \"$1\" systemctl enable {}",
+                r.enable.join(" ")
+            ))
             .arg(format!(
                 "--customize-hook=sync-out /var/cache/apt/archives {c}"
             ))
@@ -414,15 +464,21 @@ mod tests {
     #[test]
     fn key_changes_with_every_input() {
         let a = recipe("x");
-        let base = key(&a);
-        assert_eq!(base, key(&a.clone()), "key is stable");
-        assert_ne!(base, key(&recipe("y")), "haproxy.cfg is an input");
+        let base = key(&a.spec());
+        assert_eq!(base, key(&a.clone().spec()), "key is stable");
+        assert_ne!(base, key(&recipe("y").spec()), "haproxy.cfg is an input");
         let mut k = a.clone();
         k.kernel_version = "6.1.192-3".into();
-        assert_ne!(base, key(&k), "kernel version is an input");
-        let mut m = a;
+        assert_ne!(base, key(&k.spec()), "kernel version is an input");
+        let mut m = a.clone();
         m.address = "192.0.2.12/24".into();
-        assert_ne!(base, key(&m), "network config is an input");
+        assert_ne!(base, key(&m.spec()), "network config is an input");
+        let mut p = a.spec();
+        p.packages.push("glusterfs-server".into());
+        assert_ne!(base, key(&p), "the package list is an input");
+        let mut v = a.spec();
+        v.version = "other";
+        assert_ne!(base, key(&v), "the recipe version is an input");
     }
 
     #[test]
