@@ -41,6 +41,12 @@ pub struct RoleDef {
     /// renderer name (see [`SiteConfig`]).
     #[serde(default)]
     pub site_configs: Vec<SiteConfig>,
+    /// The smallest root slot (each of A and B) the role needs, in MiB; a
+    /// hardware profile that gives less is raised to it. Sized for the
+    /// role's future versions too: a slot cannot grow after a box is flashed.
+    pub root_mib: Option<u32>,
+    /// The smallest data partition the role needs, in MiB (raised like `root_mib`).
+    pub data_mib: Option<u32>,
     /// The role's services file text (`services.toml` beside `role.toml`).
     #[serde(skip)]
     pub services: String,

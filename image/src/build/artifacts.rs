@@ -77,7 +77,7 @@ pub fn build(inputs: &Inputs, dirs: &Dirs, out: &Path, progress: &mut Progress) 
     let root_size = u64::from(inputs.profile.disk.root_mib) * MIB;
     if root_content > root_size {
         bail!(
-            "the root filesystem needs {} MiB but profile {} gives a slot {} MiB (disk.root_mib)",
+            "the root filesystem needs {} MiB but profile {} gives a slot {} MiB (the profile's disk.root_mib, or the role's root_mib when larger)",
             root_content.div_ceil(MIB),
             inputs.profile.name,
             inputs.profile.disk.root_mib

@@ -312,7 +312,10 @@ pub fn cni_conflist(k: &K8sSection) -> String {
     s
 }
 
-/// The KubeletConfiguration: cgroupfs, the CRI socket, the pod CIDR and DNS.
+/// The KubeletConfiguration: cgroupfs, the pod CIDR and DNS, and the cluster
+/// CA (beside the token file) for API-server-to-kubelet client certificates.
+/// The CRI socket is a command-line flag (`cairn-k8s kubelet`): the config
+/// field for it only exists from kubelet 1.27 on, the flag in every version.
 pub fn kubelet_config(k: &K8sSection) -> String {
     let mut s = String::from(
         "# Rendered by cairn from the site file (docs/k8s-node.md).\n\
@@ -320,14 +323,17 @@ pub fn kubelet_config(k: &K8sSection) -> String {
          kind: KubeletConfiguration\n\
          cgroupDriver: cgroupfs\n",
     );
-    let _ = writeln!(s, "containerRuntimeEndpoint: unix://{CRI_SOCKET}");
     let _ = writeln!(s, "podCIDR: {}", k.pod_cidr);
     if let Some(dns) = k.cluster_dns {
         let _ = writeln!(s, "clusterDNS:\n- {dns}\nclusterDomain: cluster.local");
     }
+    let _ = writeln!(
+        s,
+        "authentication:\n  anonymous:\n    enabled: false\n  webhook:\n    enabled: true\n  x509:\n    clientCAFile: {}",
+        k.ca_file().display()
+    );
     s.push_str(
-        "authentication:\n  anonymous:\n    enabled: false\n  webhook:\n    enabled: true\n\
-         authorization:\n  mode: Webhook\n\
+        "authorization:\n  mode: Webhook\n\
          rotateCertificates: true\n\
          failSwapOn: false\n",
     );
@@ -335,16 +341,9 @@ pub fn kubelet_config(k: &K8sSection) -> String {
 }
 
 /// The bootstrap kubeconfig: the API endpoint, the CA and token files the
-/// operator puts on the data partition (never in the image).
+/// operator puts on the data partition with `cairnctl k8s join` (never in
+/// the image).
 pub fn bootstrap_kubeconfig(site: &Site, k: &K8sSection) -> String {
-    let token = k
-        .bootstrap_token_file
-        .as_deref()
-        .unwrap_or(Path::new("/var/lib/cairn/k8s/bootstrap-token"));
-    let ca = token
-        .parent()
-        .unwrap_or(Path::new("/var/lib/cairn/k8s"))
-        .join("ca.crt");
     let cluster = &site.cluster.name;
     format!(
         "# Rendered by cairn from the site file (docs/k8s-node.md).\n\
@@ -358,8 +357,8 @@ pub fn bootstrap_kubeconfig(site: &Site, k: &K8sSection) -> String {
          - name: bootstrap\n  context:\n    cluster: {cluster}\n    user: kubelet-bootstrap\n\
          current-context: bootstrap\n",
         k.api_endpoint,
-        ca.display(),
-        token.display()
+        k.ca_file().display(),
+        k.token_file().display()
     )
 }
 
@@ -484,7 +483,12 @@ mod tests {
         let files = render(&site, &file).unwrap();
         let kc = &files.iter().find(|(p, _)| p == KUBELET_CONFIG).unwrap().1;
         assert!(kc.contains("cgroupDriver: cgroupfs\n"), "{kc}");
-        assert!(kc.contains("containerRuntimeEndpoint: unix:///run/containerd/containerd.sock\n"));
+        assert!(
+            kc.contains("    clientCAFile: /var/lib/cairn/k8s/ca.crt\n"),
+            "{kc}"
+        );
+        // kubelet < 1.27 does not know the field; the socket is a flag.
+        assert!(!kc.contains("containerRuntimeEndpoint"), "{kc}");
         let boot = &files
             .iter()
             .find(|(p, _)| p == BOOTSTRAP_KUBECONFIG)

@@ -240,7 +240,7 @@ pub fn load_inputs(req: &Request) -> Result<Inputs> {
             Some(signing::load(&site, &req.site, &path)?)
         }
     };
-    let profile = cairn_site::load_profile(&req.dirs.profiles(), &req.profile)?;
+    let mut profile = cairn_site::load_profile(&req.dirs.profiles(), &req.profile)?;
     let role: Role = req
         .role
         .parse()
@@ -256,6 +256,7 @@ pub fn load_inputs(req: &Request) -> Result<Inputs> {
         );
     }
     check_users(&roles)?;
+    raise_disk_sizes(&mut profile, &roles);
     let site_configs = render_site_configs(&site, &req.site, &roles)?;
     let k8s = if roles
         .iter()
@@ -275,6 +276,17 @@ pub fn load_inputs(req: &Request) -> Result<Inputs> {
         k8s,
         signer,
     })
+}
+
+/// Raises the profile's root slot and data partition to what the roles need
+/// (`root_mib` / `data_mib` in role.toml): the role knows its payload (a
+/// kubelet is ~100 MB), the profile only the hardware's disk.
+fn raise_disk_sizes(profile: &mut cairn_site::Profile, roles: &[RoleDef]) {
+    let d = &mut profile.disk;
+    for r in roles {
+        d.root_mib = d.root_mib.max(r.root_mib.unwrap_or(0));
+        d.data_mib = d.data_mib.max(r.data_mib.unwrap_or(0));
+    }
 }
 
 /// Removes the temporary build directory unless the build succeeded.

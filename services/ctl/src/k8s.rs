@@ -1,4 +1,5 @@
-//! `cairnctl k8s check|status`: the k8s-node role's self-check and state.
+//! `cairnctl k8s check|status|join`: the k8s-node role's self-check, its
+//! state, and the kubelet's join credentials.
 //! The CRI client lives in the role's own program, `/usr/sbin/cairn-k8s`
 //! (tonic and the CRI protobufs stay out of cairnctl, which every image
 //! carries); cairnctl becomes that program with the same options, so its
@@ -36,18 +37,35 @@ pub enum K8sCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Give the kubelet what it joins the cluster with: a bootstrap token and the cluster's
+    /// CA certificate, stored on the data partition (never in the image). The kubelet
+    /// starts bootstrapping as soon as both are there.
+    Join {
+        /// The bootstrap token, `<id>.<secret>` (`kubeadm token create` prints one).
+        #[arg(long)]
+        token: String,
+        /// The cluster CA certificate, PEM text (e.g. `--ca-cert "$(cat ca.crt)"`).
+        #[arg(long, allow_hyphen_values = true)]
+        ca_cert: String,
+    },
 }
 
 /// The helper's arguments for a command.
-pub fn args(cmd: &K8sCommand) -> Vec<&'static str> {
-    let flag = |on: bool, f: &'static str| on.then_some(f);
-    match *cmd {
-        K8sCommand::Check { keep, clean, json } => std::iter::once("check")
+pub fn args(cmd: &K8sCommand) -> Vec<String> {
+    let flag = |on: bool, f: &'static str| on.then_some(f.to_owned());
+    match cmd {
+        // `=`: a PEM value starts with dashes.
+        K8sCommand::Join { token, ca_cert } => vec![
+            "join".to_owned(),
+            format!("--token={token}"),
+            format!("--ca-cert={ca_cert}"),
+        ],
+        &K8sCommand::Check { keep, clean, json } => std::iter::once("check".to_owned())
             .chain(flag(keep, "--keep"))
             .chain(flag(clean, "--clean"))
             .chain(flag(json, "--json"))
             .collect(),
-        K8sCommand::Status { json } => std::iter::once("status")
+        &K8sCommand::Status { json } => std::iter::once("status".to_owned())
             .chain(flag(json, "--json"))
             .collect(),
     }
@@ -80,6 +98,17 @@ mod tests {
             ["check", "--keep", "--json"]
         );
         assert_eq!(args(&K8sCommand::Status { json: false }), ["status"]);
+        assert_eq!(
+            args(&K8sCommand::Join {
+                token: "abcdef.0123456789abcdef".into(),
+                ca_cert: "-----BEGIN".into()
+            }),
+            [
+                "join",
+                "--token=abcdef.0123456789abcdef",
+                "--ca-cert=-----BEGIN"
+            ]
+        );
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! - `prep`: kernel settings (services.toml: `k8s-prep`);
 //! - `ready`: exit 0 when the CRI answers (containerd's readiness probe);
 //! - `import`: the pause image into containerd (`k8s-import`);
-//! - `kubelet`: run the kubelet, or say it is not configured (`kubelet`);
+//! - `kubelet`: run the kubelet once it can join, or say it is not configured (`kubelet`);
+//! - `join --token --ca-cert`: store the join credentials (`cairnctl k8s join`);
 //! - `check [--keep] [--json]`: the CRI self-check (`cairnctl k8s check`);
 //! - `status [--json]`: the runtime's state (`cairnctl k8s status`).
 
@@ -50,8 +51,19 @@ enum Cmd {
         #[arg(long, default_value = "/usr/bin/ctr")]
         ctr: PathBuf,
     },
-    /// Run the kubelet when the image has one; otherwise say so and exit 0.
+    /// Run the kubelet when the image has one (once it has credentials to
+    /// join with); otherwise say so and exit 0.
     Kubelet,
+    /// Store the credentials the kubelet joins the cluster with: a bootstrap
+    /// token and the cluster's CA certificate (on the data partition).
+    Join {
+        /// The bootstrap token, `<id>.<secret>` (`kubeadm token create` prints one).
+        #[arg(long)]
+        token: String,
+        /// The cluster CA certificate, PEM text.
+        #[arg(long, allow_hyphen_values = true)]
+        ca_cert: String,
+    },
     /// Drive containerd through the CRI as the kubelet would, then clean up.
     Check {
         /// Leave the pod running (host port 30080 answers "cairn-selfcheck").
@@ -211,20 +223,61 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Kubelet => {
             let site = load_site(&cli.site)?;
-            let named = site.k8s.as_ref().is_some_and(|k| k.kubelet.is_some());
+            let k8s = site.k8s.as_ref();
+            let named = k8s.is_some_and(|k| k.kubelet.is_some());
             let bin = Path::new(cairn_k8s::KUBELET);
-            if !named || !bin.is_file() {
+            let (Some(k8s), true, true) = (k8s, named, bin.is_file()) else {
                 println!("{}", kubelet::NOT_CONFIGURED);
                 if named {
                     bail!("the site names a kubelet but {} is missing", bin.display());
                 }
                 return Ok(ExitCode::SUCCESS);
-            }
+            };
             let node = node_name().context("cannot tell this node's name (CAIRN_NODE)")?;
-            let args = kubelet::args(&node, node_addr(&site));
+            let (token, ca) = (k8s.token_file(), k8s.ca_file());
+            let kubeconfig = Path::new(kubelet::KUBECONFIG);
+            let mut said = false;
+            while kubelet::credentials(kubeconfig, &token, &ca) == kubelet::Credentials::Missing {
+                if !said {
+                    println!(
+                        "kubelet: waiting for join credentials: {} and {} (`cairnctl k8s join --token <id.secret> --ca-cert <PEM>`)",
+                        token.display(),
+                        ca.display()
+                    );
+                    said = true;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            let version = std::process::Command::new(bin)
+                .arg("--version")
+                .output()
+                .ok()
+                .and_then(|o| kubelet::parse_version(&String::from_utf8_lossy(&o.stdout)));
+            let args = kubelet::args(&node, node_addr(&site), version);
             println!("kubelet: starting {} {}", bin.display(), args.join(" "));
             let err = std::process::Command::new(bin).args(&args).exec();
             bail!("cannot exec {}: {err}", bin.display())
+        }
+        Cmd::Join { token, ca_cert } => {
+            let site = load_site(&cli.site)?;
+            let Some(k8s) = site.k8s.as_ref().filter(|k| k.kubelet.is_some()) else {
+                bail!(
+                    "this box has no kubelet (the site names no [k8s] kubelet): there is nothing to join with"
+                );
+            };
+            let (token_file, ca_file) = (k8s.token_file(), k8s.ca_file());
+            kubelet::join(&token_file, &ca_file, &token, &ca_cert)?;
+            println!(
+                "join credentials stored: {} and {}; the kubelet bootstraps with them{}",
+                token_file.display(),
+                ca_file.display(),
+                if Path::new(kubelet::KUBECONFIG).is_file() {
+                    " when its client certificate can no longer be used (it has bootstrapped already)"
+                } else {
+                    " now"
+                }
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Check {
             keep,
@@ -264,8 +317,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Status { json } => {
             let site = load_site(&cli.site)?;
-            let named = site.k8s.as_ref().is_some_and(|k| k.kubelet.is_some());
-            let kubelet = status::kubelet_state(named, Path::new(cairn_k8s::KUBELET));
+            let kubelet = status::kubelet_state(site.k8s.as_ref(), Path::new(cairn_k8s::KUBELET));
             let image = cairn_k8s::pause_image_name(&site);
             runtime()?.block_on(async {
                 let mut c = Cri::connect(&cli.socket, Duration::from_secs(10))

@@ -72,13 +72,39 @@ pub fn runc_version(runc: &Path) -> Result<String, String> {
         .ok_or_else(|| format!("{} --version failed ({})", runc.display(), o.status))
 }
 
-/// Whether the kubelet is configured (the site names one and it is in the image).
-pub fn kubelet_state(site_names_one: bool, kubelet: &Path) -> String {
-    match (site_names_one, kubelet.is_file()) {
-        (true, true) => format!("configured ({})", kubelet.display()),
-        (true, false) => format!("named by the site but {} is missing", kubelet.display()),
-        (false, _) => "not configured (the site names no kubelet: runtime only)".to_owned(),
+/// The kubelet's state: not configured, missing, or configured with the
+/// credentials it has (bootstrapped, token waiting to be used, none yet).
+pub fn kubelet_state(k8s: Option<&cairn_site::K8sSection>, kubelet: &Path) -> String {
+    kubelet_state_at(k8s, kubelet, Path::new(crate::kubelet::KUBECONFIG))
+}
+
+/// [`kubelet_state`] with the kubelet's own kubeconfig at `kubeconfig`.
+pub fn kubelet_state_at(
+    k8s: Option<&cairn_site::K8sSection>,
+    kubelet: &Path,
+    kubeconfig: &Path,
+) -> String {
+    use crate::kubelet::Credentials;
+    let Some(k8s) = k8s.filter(|k| k.kubelet.is_some()) else {
+        return "not configured (the site names no kubelet: runtime only)".to_owned();
+    };
+    if !kubelet.is_file() {
+        return format!("named by the site but {} is missing", kubelet.display());
     }
+    let creds = match crate::kubelet::credentials(kubeconfig, &k8s.token_file(), &k8s.ca_file()) {
+        Credentials::Bootstrapped => {
+            format!("joined ({} written at bootstrap)", kubeconfig.display())
+        }
+        Credentials::Token => format!(
+            "join credentials present, not bootstrapped yet (API server {})",
+            k8s.api_endpoint
+        ),
+        Credentials::Missing => {
+            "waiting for join credentials (cairnctl k8s join --token <id.secret> --ca-cert <PEM>)"
+                .to_owned()
+        }
+    };
+    format!("configured ({}): {creds}", kubelet.display())
 }
 
 /// Asks the CRI (when `cri` is connected) and fills in the rest.
@@ -228,13 +254,40 @@ mod tests {
     }
 
     #[test]
-    fn kubelet_state_says_not_configured_without_one() {
+    fn kubelet_state_follows_the_site_the_binary_and_the_credentials() {
         let dir = tempfile::tempdir().unwrap();
         let k = dir.path().join("kubelet");
-        assert!(kubelet_state(false, &k).starts_with("not configured"));
-        assert!(kubelet_state(true, &k).contains("is missing"));
+        let kc = dir.path().join("kubeconfig");
+        let token = dir.path().join("k8s/bootstrap-token");
+        let mut section: cairn_site::K8sSection = toml::from_str(
+            "api_endpoint = \"https://192.0.2.250:6443\"\npod_cidr = \"198.51.100.0/24\"\n",
+        )
+        .unwrap();
+        assert!(kubelet_state_at(Some(&section), &k, &kc).starts_with("not configured"));
+        assert!(kubelet_state_at(None, &k, &kc).starts_with("not configured"));
+        section.kubelet = Some(cairn_site::KubeletBinary {
+            path: "bin/kubelet".into(),
+            sha256: "0".repeat(64),
+        });
+        section.bootstrap_token_file = Some(token.clone());
+        assert!(kubelet_state_at(Some(&section), &k, &kc).contains("is missing"));
         std::fs::write(&k, "x").unwrap();
-        assert!(kubelet_state(true, &k).starts_with("configured"));
+        let s = kubelet_state_at(Some(&section), &k, &kc);
+        assert!(
+            s.starts_with("configured") && s.contains("waiting for join credentials"),
+            "{s}"
+        );
+        crate::kubelet::join(
+            &token,
+            &section.ca_file(),
+            "abcdef.0123456789abcdef",
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let s = kubelet_state_at(Some(&section), &k, &kc);
+        assert!(s.contains("join credentials present, not bootstrapped yet (API server https://192.0.2.250:6443)"), "{s}");
+        std::fs::write(&kc, "x").unwrap();
+        assert!(kubelet_state_at(Some(&section), &k, &kc).contains("joined"));
     }
 
     #[test]

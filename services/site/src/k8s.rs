@@ -136,7 +136,27 @@ fn is_network(a: &IfAddr) -> bool {
     }
 }
 
+/// Where the bootstrap token goes on a box when the site does not say.
+pub const DEFAULT_TOKEN_FILE: &str = "/var/lib/cairn/k8s/bootstrap-token";
+
 impl K8sSection {
+    /// The bootstrap token file on the box (`bootstrap_token_file`, else
+    /// [`DEFAULT_TOKEN_FILE`]): written by `cairnctl k8s join`, read by the
+    /// kubelet through its bootstrap kubeconfig.
+    pub fn token_file(&self) -> PathBuf {
+        self.bootstrap_token_file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_TOKEN_FILE))
+    }
+
+    /// The cluster CA on the box: `ca.crt` beside the token file.
+    pub fn ca_file(&self) -> PathBuf {
+        let t = self.token_file();
+        t.parent()
+            .unwrap_or(std::path::Path::new("/var/lib/cairn/k8s"))
+            .join("ca.crt")
+    }
+
     /// The parsed `api_endpoint` (valid after the site was loaded).
     pub fn api(&self) -> Result<ApiEndpoint, String> {
         parse_api_endpoint(&self.api_endpoint)
@@ -235,6 +255,14 @@ impl K8sSection {
                     "k8s.bootstrap_token_file",
                     format!(
                         "{} is not an absolute path on the box (e.g. /var/lib/cairn/k8s/bootstrap-token on the data partition)",
+                        t.display()
+                    ),
+                );
+            } else if !t.starts_with("/var/") || t.file_name().is_none() {
+                c.add(
+                    "k8s.bootstrap_token_file",
+                    format!(
+                        "{} is not a file under /var: `cairnctl k8s join` writes the token there, and only the data partition (/var) is writable on a box",
                         t.display()
                     ),
                 );
