@@ -48,20 +48,43 @@ pub fn cairn(args: &[&str]) -> Output {
 
 /// `cairn lab up --site <site> --state <state> --nodes <nodes>`, which must succeed.
 pub fn lab_up(site: &Path, state: &str, nodes: &str) -> String {
+    lab_up_with(site, state, Some(nodes), None)
+}
+
+/// `cairn lab up` with `--nodes` (all of the site's when `None`) and
+/// `--memory` MiB per VM (the lab's default when `None`), which must succeed.
+pub fn lab_up_with(
+    site: &Path,
+    state: &str,
+    nodes: Option<&str>,
+    memory_mib: Option<u32>,
+) -> String {
     let t = Instant::now();
-    let out = ok(&cairn(&[
+    let site = site.to_string_lossy();
+    let timeout = UP_TIMEOUT_S.to_string();
+    let memory = memory_mib.map(|m| m.to_string());
+    let mut args = vec![
         "lab",
         "up",
         "--site",
-        &site.to_string_lossy(),
+        &site,
         "--state",
         state,
-        "--nodes",
-        nodes,
         "--timeout",
-        &UP_TIMEOUT_S.to_string(),
-    ]));
-    eprintln!("lab up ({nodes}): {:.1} s", t.elapsed().as_secs_f64());
+        &timeout,
+    ];
+    if let Some(n) = nodes {
+        args.extend(["--nodes", n]);
+    }
+    if let Some(m) = &memory {
+        args.extend(["--memory", m]);
+    }
+    let out = ok(&cairn(&args));
+    eprintln!(
+        "lab up ({}): {:.1} s",
+        nodes.unwrap_or("all nodes"),
+        t.elapsed().as_secs_f64()
+    );
     out
 }
 

@@ -6,6 +6,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub mod k8s_control;
 pub mod labcli;
 
 use cairn_qemu::{Boot, DiskBus, DiskWrites, Firmware, Nic, Vm, VmConfig};

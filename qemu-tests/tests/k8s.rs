@@ -14,6 +14,7 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use qemu_tests::k8s_control::{ControlPlane, k8s_bins, output_text};
 use qemu_tests::labcli::*;
 use qemu_tests::{extract_root, scratch, workspace};
 
@@ -24,6 +25,8 @@ const NODE: &str = "k1";
 const NODE_IP: &str = "192.0.2.41";
 const HOST_PORT: u16 = 30080;
 const SAY: &str = "cairn-selfcheck";
+/// The lab's client address, where the kubelet test's API server listens.
+const API_ADDR: &str = "192.0.2.250";
 
 /// Seconds since the box's kernel started (`cairnctl sysinfo --json`).
 fn uptime_s(state: &str) -> f64 {
@@ -50,13 +53,18 @@ fn check(state: &str, extra: &[&str]) -> serde_json::Value {
 /// curl's telnet mode (the host has curl: `cargo xtask setup`); stdin is
 /// empty, and the server closes after its line.
 fn read_from_client(ns: &str, addr: &str, port: u16) -> Result<String, String> {
+    read_said(ns, addr, port, SAY)
+}
+
+/// Like [`read_from_client`], expecting `say`.
+fn read_said(ns: &str, addr: &str, port: u16, say: &str) -> Result<String, String> {
     let o = Command::new("ip")
         .args(["netns", "exec", ns, "curl", "-s", "--max-time", "3"])
         .arg(format!("telnet://{addr}:{port}"))
         .output()
         .map_err(|e| format!("cannot run curl in {ns}: {e}"))?;
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    if out.trim_end() == SAY {
+    if out.trim_end() == say {
         Ok(out)
     } else {
         Err(format!(
@@ -81,21 +89,7 @@ fn a_k8s_node_boots_runtime_ready_passes_the_cri_self_check_and_survives_a_reboo
     // --- Boot one box: CAIRN-READY means containerd answered the CRI and the
     // pause image was imported (k8s-import is `after` containerd).
     let t_up = Instant::now();
-    let up = cairn(&[
-        "lab",
-        "up",
-        "--site",
-        &site.to_string_lossy(),
-        "--state",
-        &state,
-        "--nodes",
-        NODE,
-        "--memory",
-        "768",
-        "--timeout",
-        &UP_TIMEOUT_S.to_string(),
-    ]);
-    let out = ok(&up);
+    let out = lab_up_with(&site, &state, Some(NODE), Some(768));
     assert!(out.contains("is up (1 VM(s)"), "{out}");
     eprintln!(
         "FIGURE lab up (build included): {:.1} s",
@@ -267,4 +261,306 @@ fn a_k8s_node_boots_runtime_ready_passes_the_cri_self_check_and_survives_a_reboo
         st.contains("pods:        0 sandboxes, 0 containers"),
         "{st}"
     );
+}
+
+/// The kubelet test's pod: the imported pause image serving a line on a host port.
+const POD: &str = "hello";
+const POD_PORT: u16 = 30081;
+const POD_SAY: &str = "hello-from-kubelet";
+
+fn pod_yaml() -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {POD}, namespace: default}}\nspec:\n  \
+         nodeName: {NODE}\n  automountServiceAccountToken: false\n  containers:\n  \
+         - name: {POD}\n    image: cairn.invalid/pause:0.1.0\n    imagePullPolicy: Never\n    \
+         args: [\"--serve\", \"8080\", \"--say\", \"{POD_SAY}\"]\n    \
+         ports: [{{containerPort: 8080, hostPort: {POD_PORT}}}]\n"
+    )
+}
+
+/// `kubectl get <what> -o jsonpath=<path>` through the control plane's admin kubeconfig.
+fn jsonpath(cp: &ControlPlane, what: &[&str], path: &str) -> String {
+    let mut args = vec!["get"];
+    args.extend_from_slice(what);
+    let p = format!("-o=jsonpath={path}");
+    args.push(&p);
+    let o = cp.kubectl(&args);
+    assert!(o.status.success(), "kubectl {args:?}: {}", output_text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Waits (bounded) until `addr:port` answers `say` from the client namespace.
+fn wait_said(ns: &str, port: u16, say: &str, limit: Duration, what: &str) -> Duration {
+    let t = Instant::now();
+    loop {
+        match read_said(ns, NODE_IP, port, say) {
+            Ok(_) => return t.elapsed(),
+            Err(e) => assert!(t.elapsed() < limit, "{what}: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn a_kubelet_named_by_the_site_joins_a_real_control_plane_runs_a_pod_and_rejoins_after_a_reboot() {
+    require_root();
+    let bins = k8s_bins();
+    let _one = ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch().join(format!("k8s-join-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    let state_path = dir.join("state");
+    let state = state_path.to_string_lossy().into_owned();
+    let _down = Down(state_path.clone());
+
+    // --- The site: examples/k8s-site.toml with its kubelet lines enabled
+    // (the kubelet built from Debian's kubernetes source, pinned by hash)
+    // and the API server in the lab's client namespace.
+    std::fs::copy(bins.join("kubelet"), dir.join("bin/kubelet")).unwrap();
+    let sha = {
+        let o = Command::new("sha256sum")
+            .arg(dir.join("bin/kubelet"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout)[..64].to_owned()
+    };
+    let example = std::fs::read_to_string(workspace().join("examples/k8s-site.toml")).unwrap();
+    let mut site_text = String::new();
+    for line in example.lines() {
+        let line = if line.starts_with("api_endpoint = ") {
+            format!("api_endpoint = \"https://{API_ADDR}:6443\"")
+        } else if line.starts_with("# bootstrap_token_file = ") {
+            line.trim_start_matches("# ").to_owned()
+        } else if line.starts_with("# kubelet = ") {
+            format!("kubelet = {{ path = \"bin/kubelet\", sha256 = \"{sha}\" }}")
+        } else {
+            line.to_owned()
+        };
+        site_text.push_str(&line);
+        site_text.push('\n');
+    }
+    assert!(
+        site_text.contains(&sha),
+        "the example lost its kubelet line:\n{site_text}"
+    );
+    let site = dir.join("site.toml");
+    std::fs::write(&site, &site_text).unwrap();
+
+    let t_up = Instant::now();
+    let out = lab_up_with(&site, &state, Some(NODE), Some(1024));
+    assert!(out.contains("is up (1 VM(s)"), "{out}");
+    eprintln!(
+        "FIGURE lab up with a kubelet (build included): {:.1} s",
+        t_up.elapsed().as_secs_f64()
+    );
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state_path.join("lab.json")).unwrap())
+            .unwrap();
+    let ns = plan["client"]["netns"].as_str().unwrap().to_string();
+    let client = plan["client"]["address"].to_string();
+    assert!(
+        client.contains(API_ADDR),
+        "the lab's client is {client}, not the API server address {API_ADDR} the site names"
+    );
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(state_path.join("images/k8s-node/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    eprintln!(
+        "FIGURE k8s-node image with kubelet: {}",
+        serde_json::to_string(&manifest["sizes"]).unwrap_or_default()
+    );
+
+    // --- Before the join: the kubelet waits for credentials and says so.
+    let st = ok(&ctl(&state, NODE, &["k8s", "status"]));
+    assert!(
+        st.contains("kubelet:     configured (/usr/bin/kubelet): waiting for join credentials"),
+        "{st}"
+    );
+    let console = ok(&cairn(&["lab", "console", NODE, "--state", &state]));
+    assert!(
+        console.contains("kubelet: waiting for join credentials"),
+        "the console does not say the kubelet waits for its credentials"
+    );
+
+    // --- The control plane, in the client namespace.
+    let cp = ControlPlane::start(&ns, API_ADDR.parse().unwrap(), &dir.join("cp"), &bins)
+        .unwrap_or_else(|e| panic!("control plane: {e}"));
+    eprintln!(
+        "FIGURE control plane start (etcd, apiserver, controller manager): {:.1} s",
+        cp.startup().as_secs_f64()
+    );
+    let (token, ca) = cp.create_bootstrap_token().unwrap();
+
+    // Bad credentials are refused before anything is written.
+    let o = ctl(
+        &state,
+        NODE,
+        &["k8s", "join", "--token", "not-a-token", "--ca-cert", &ca],
+    );
+    assert!(
+        !o.status.success(),
+        "a bad token was accepted: {}",
+        text(&o)
+    );
+    assert!(
+        text(&o).contains("--token: \"not-a-token\" is not a bootstrap token"),
+        "{}",
+        text(&o)
+    );
+    let o = ctl(
+        &state,
+        NODE,
+        &["k8s", "join", "--token", &token, "--ca-cert", "hello"],
+    );
+    assert!(!o.status.success(), "a bad CA was accepted: {}", text(&o));
+    assert!(
+        text(&o).contains("--ca-cert: not a PEM certificate"),
+        "{}",
+        text(&o)
+    );
+    let st = ok(&ctl(&state, NODE, &["k8s", "status"]));
+    assert!(st.contains("waiting for join credentials"), "{st}");
+
+    // --- Join: the kubelet bootstraps (CSR approved and signed by the
+    // controller manager) and registers; the node turns Ready.
+    let t_join = Instant::now();
+    let out = ok(&ctl(
+        &state,
+        NODE,
+        &["k8s", "join", "--token", &token, "--ca-cert", &ca],
+    ));
+    assert!(out.contains("join credentials stored"), "{out}");
+    let ready = cp
+        .wait_node_ready(NODE, Duration::from_secs(300))
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e}\nkubelet log:\n{}",
+                ok(&ctl(&state, NODE, &["logs", "kubelet", "--lines", "40"]))
+            )
+        });
+    eprintln!(
+        "FIGURE join -> node Ready: {:.1} s",
+        t_join.elapsed().as_secs_f64()
+    );
+    let _ = ready;
+    let csr = jsonpath(
+        &cp,
+        &["csr"],
+        "{range .items[*]}{.spec.username} {.status.conditions[*].type};{end}",
+    );
+    assert!(
+        csr.contains(&format!("system:bootstrap:{} Approved;", &token[..6])),
+        "the kubelet's bootstrap CSR: {csr}"
+    );
+    let info = jsonpath(
+        &cp,
+        &["node", NODE],
+        "{.status.nodeInfo.kubeletVersion} {.status.nodeInfo.containerRuntimeVersion} {.status.nodeInfo.osImage}",
+    );
+    assert!(info.starts_with("v1.20.2 containerd://1.6."), "{info}");
+    assert!(info.contains("cairn 0.1.0"), "{info}");
+    let addr = jsonpath(
+        &cp,
+        &["node", NODE],
+        "{.status.addresses[?(@.type==\"InternalIP\")].address}",
+    );
+    assert_eq!(addr, NODE_IP);
+    let node_uid = jsonpath(&cp, &["node", NODE], "{.metadata.uid}");
+    let st = ok(&ctl(&state, NODE, &["k8s", "status"]));
+    assert!(
+        st.contains("kubelet:     configured (/usr/bin/kubelet): joined"),
+        "{st}"
+    );
+
+    // --- A pod scheduled to the node: the kubelet runs it through the CRI
+    // (CNI network, the locally imported image), its host port answers.
+    let t_pod = Instant::now();
+    cp.apply(&pod_yaml()).unwrap();
+    let t = Instant::now();
+    loop {
+        let phase = cp.pod_phase("default", POD).unwrap_or_default();
+        if phase == "Running" {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(180),
+            "pod {POD} is {phase:?}: {}",
+            output_text(&cp.kubectl(&["describe", "pod", POD]))
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    eprintln!(
+        "FIGURE pod created -> Running: {:.1} s",
+        t_pod.elapsed().as_secs_f64()
+    );
+    wait_said(
+        &ns,
+        POD_PORT,
+        POD_SAY,
+        Duration::from_secs(60),
+        "the pod's host port",
+    );
+    eprintln!(
+        "FIGURE pod created -> host port answers: {:.1} s",
+        t_pod.elapsed().as_secs_f64()
+    );
+    let pod_ip = jsonpath(&cp, &["pod", POD], "{.status.podIP}");
+    assert!(
+        pod_ip.starts_with("198.51.100."),
+        "pod IP {pod_ip} is not from the site's pod_cidr"
+    );
+
+    // --- Reboot: the node's identity (client certificate, kubeconfig) is on
+    // the data partition; the kubelet comes back as the same node without a
+    // new bootstrap, and restarts the pod.
+    let t_reboot = Instant::now();
+    ok(&ctl(&state, NODE, &["reboot"]));
+    let t = Instant::now();
+    loop {
+        let restarts = jsonpath(
+            &cp,
+            &["pod", POD],
+            "{.status.containerStatuses[0].restartCount}",
+        );
+        if restarts.trim().parse::<u32>().unwrap_or(0) >= 1
+            && cp.pod_phase("default", POD).unwrap_or_default() == "Running"
+        {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(400),
+            "the pod did not come back after the reboot: {}",
+            output_text(&cp.kubectl(&["describe", "pod", POD]))
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    wait_said(
+        &ns,
+        POD_PORT,
+        POD_SAY,
+        Duration::from_secs(60),
+        "the pod's host port after the reboot",
+    );
+    eprintln!(
+        "FIGURE reboot -> pod answering again: {:.1} s",
+        t_reboot.elapsed().as_secs_f64()
+    );
+    assert!(
+        uptime_s(&state) < t_reboot.elapsed().as_secs_f64(),
+        "the box did not reboot"
+    );
+    assert_eq!(
+        jsonpath(&cp, &["node", NODE], "{.metadata.uid}"),
+        node_uid,
+        "the node was registered anew"
+    );
+    let csrs = jsonpath(&cp, &["csr"], "{range .items[*]}{.spec.username};{end}");
+    assert_eq!(
+        csrs.matches("system:bootstrap:").count(),
+        1,
+        "the kubelet bootstrapped again after the reboot: {csrs}"
+    );
+    let st = ok(&ctl(&state, NODE, &["k8s", "status"]));
+    assert!(st.contains("joined"), "{st}");
 }

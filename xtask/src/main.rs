@@ -1,5 +1,6 @@
 //! `cargo xtask`: the project's tasks. `setup` installs host packages,
 //! `demo` runs the main job on the built-in example, `test` runs every test,
+//! `k8s-bins` builds the Kubernetes binaries the k8s tests use,
 //! `bench` measures and writes `bench/report.md`.
 
 mod bench;
@@ -11,6 +12,7 @@ mod bench_update;
 mod bench_vrrp;
 mod demo;
 mod demo_lb;
+mod k8s_bins;
 mod lab;
 mod setup;
 
@@ -52,6 +54,15 @@ enum Cmd {
         #[arg(last = true)]
         rest: Vec<String>,
     },
+    /// Build kubelet, kube-apiserver and kube-controller-manager from Debian's
+    /// `kubernetes` source package (and take Debian's kubectl) into
+    /// `$CAIRN_CACHE/k8s/<version>/bin` (idempotent; needs root; ≈ 9 min cold on 2 cores).
+    K8sBins {
+        /// Keep the unpacked source tree and its Go cache (≈ 2.5 GB) after a
+        /// successful build.
+        #[arg(long)]
+        keep_tree: bool,
+    },
     /// Build in release mode and run the benchmark suite.
     Bench {
         /// Runs per measurement.
@@ -92,9 +103,14 @@ fn main() -> Result<()> {
                 demo_lb::run(keep)
             }
         }
+        Cmd::K8sBins { keep_tree } => {
+            setup::run()?;
+            k8s_bins::run(keep_tree).map(|_| ())
+        }
         Cmd::Test { no_lint, rest } => {
             setup::run()?;
-            test(no_lint, &rest)
+            let k8s_bin = k8s_bins::run(false)?;
+            test(no_lint, &rest, &k8s_bin)
         }
         Cmd::Bench { runs, only } => {
             setup::run()?;
@@ -176,7 +192,9 @@ pub fn build_release() -> Result<PathBuf> {
     Ok(target_dir().join(BOX_TARGET).join("release"))
 }
 
-fn test(no_lint: bool, rest: &[String]) -> Result<()> {
+/// Runs the lints and every test; `k8s_bin` (the binaries of `cargo xtask
+/// k8s-bins`) reaches the QEMU tests as `CAIRN_K8S_BIN`.
+fn test(no_lint: bool, rest: &[String], k8s_bin: &std::path::Path) -> Result<()> {
     let t = Instant::now();
     if !nix::unistd::geteuid().is_root() {
         bail!("the test suite includes privileged tests (namespaces): run it as root");
@@ -200,7 +218,8 @@ fn test(no_lint: bool, rest: &[String]) -> Result<()> {
     run_cmd(cargo().args(["build", "--workspace", "--bins"]))?;
     step("cargo test --workspace (unit, integration, privileged and QEMU tests)");
     let mut c = cargo();
-    c.args(["test", "--workspace"]);
+    c.env("CAIRN_K8S_BIN", k8s_bin)
+        .args(["test", "--workspace"]);
     if !rest.is_empty() {
         c.arg("--").args(rest);
     }

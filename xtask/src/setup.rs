@@ -64,6 +64,26 @@ pub const PACKAGES: &[(&str, &str)] = &[
         "e2fsprogs",
         "mkfs.ext4 -d and dumpe2fs: the Debian reference image's root",
     ),
+    (
+        "golang-go",
+        "Go 1.19: `cargo xtask k8s-bins` builds kubelet and the control plane from Debian's kubernetes source",
+    ),
+    ("rsync", "the kubernetes source's make rules copy with it"),
+    (
+        "dpkg-dev",
+        "dpkg-source: unpacks Debian's kubernetes source package with its patches",
+    ),
+    (
+        "etcd-server",
+        "the store of the k8s lab's test control plane (qemu-tests k8s_control)",
+    ),
+    (
+        "openssl",
+        "the k8s lab's test PKI: CA, apiserver and admin certificates, CSRs",
+    ),
+    // Debian's kubectl (kubernetes-client) is not installed here: on hosts where
+    // another package owns /usr/bin/kubectl (Google's cloud SDK) dpkg refuses it.
+    // `cargo xtask k8s-bins` unpacks its .deb into the k8s bin directory instead.
 ];
 
 fn installed(pkg: &str) -> bool {

@@ -335,7 +335,8 @@ pub fn kubelet_config(k: &K8sSection) -> String {
     s.push_str(
         "authorization:\n  mode: Webhook\n\
          rotateCertificates: true\n\
-         failSwapOn: false\n",
+         failSwapOn: false\n\
+         volumePluginDir: /var/lib/kubelet/volumeplugins\n",
     );
     s
 }
@@ -485,6 +486,11 @@ mod tests {
         assert!(kc.contains("cgroupDriver: cgroupfs\n"), "{kc}");
         assert!(
             kc.contains("    clientCAFile: /var/lib/cairn/k8s/ca.crt\n"),
+            "{kc}"
+        );
+        // The default (/usr/libexec/...) is on the read-only root.
+        assert!(
+            kc.contains("volumePluginDir: /var/lib/kubelet/volumeplugins\n"),
             "{kc}"
         );
         // kubelet < 1.27 does not know the field; the socket is a flag.
