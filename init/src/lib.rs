@@ -15,6 +15,7 @@ pub mod boothistory;
 pub mod cgroup;
 pub mod cmdline;
 pub mod config;
+pub mod control_api;
 pub mod datapart;
 pub mod devctl;
 pub mod dm;

@@ -170,6 +170,7 @@ fn settings(args: &Args, watchdog: Option<PathBuf>) -> Settings {
     });
     Settings {
         control_socket: control,
+        control_server: cairn_init::control_api::default_program(),
         notify_socket: notify,
         watchdog,
         ready_line: args.ready_line.clone(),

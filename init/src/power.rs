@@ -20,6 +20,8 @@ const STRAGGLER_GRACE: Duration = Duration::from_secs(3);
 /// As PID 1 of a namespace: SIGTERM, then SIGKILL, every process left, and
 /// reap them. Never used when we are not PID 1 (it would hit the host).
 pub fn kill_stragglers() {
+    // The control API's server process is one of them: it must not come back.
+    crate::control_api::stop_restarting();
     if std::process::id() != 1 {
         return;
     }

@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use cairn_control::{BackendError, InitBackend, LogLine, PowerAction, ServiceStatus};
@@ -74,6 +74,8 @@ pub fn power_action_for(sig: Signal) -> Option<PowerAction> {
 pub struct Settings {
     /// Control API socket.
     pub control_socket: PathBuf,
+    /// The cairnctl that serves the control API for PID 1 (`serve-init-api`).
+    pub control_server: PathBuf,
     /// sd_notify socket handed to services.
     pub notify_socket: PathBuf,
     /// Hardware watchdog device to arm, if any.
@@ -212,10 +214,12 @@ impl Runtime {
             tx: Mutex::new(tx),
             wake: File::from(wake_tx),
         };
-        if let Err(e) = cairn_control::serve_init(&settings.control_socket, Arc::new(backend)) {
+        if let Err(e) =
+            crate::control_api::start(&settings.control_socket, &settings.control_server, backend)
+        {
             error!(error = %e, "control API unavailable");
         } else {
-            info!(socket = %settings.control_socket.display(), "control API listening");
+            info!(socket = %settings.control_socket.display(), "control API socket bound; its server process starts");
         }
         let notify = match bind_notify(&settings.notify_socket) {
             Ok(s) => Some(s),

@@ -39,15 +39,22 @@ exec = ["/bin/sh", "-c", "i=0; while [ $i -lt 300 ]; do (sleep 5 &); i=$((i+1));
         orphans > 200,
         "expected >200 orphans re-parented to init, saw {orphans}"
     );
-    // When they exit, init reaps every one of them.
+    // When they exit, init reaps every one of them. Besides the service's own process
+    // init has one child of its own: the control-API server (init/src/control_api.rs).
+    let others = || -> Vec<u32> {
+        children(init)
+            .into_iter()
+            .filter(|p| !cmdline(*p).contains("serve-init-api"))
+            .collect()
+    };
     lab.wait_until("all orphans gone", Duration::from_secs(30), || {
-        children(init).len() == 1
+        others().len() == 1
     });
     let kids = children(init);
     assert_eq!(
-        kids.len(),
+        others().len(),
         1,
-        "only the service's own process may remain: {kids:?}"
+        "only the service's own process and the control-API server may remain: {kids:?}"
     );
     let zombies: Vec<u32> = kids
         .iter()
@@ -540,4 +547,79 @@ exec = ["/bin/sleep", "1000"]
     assert_eq!(lab.service("fine")["state"], "ready");
     // PID 1 is still alive and serving.
     assert!(lab.try_ctl(&["status"]).status.success());
+}
+
+/// `/proc/<pid>/cmdline` with NULs as spaces.
+fn cmdline(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+/// The names of a process's threads.
+fn thread_names(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .map(|t| {
+            std::fs::read_to_string(t.path().join("comm"))
+                .unwrap_or_default()
+                .trim()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn the_control_api_is_served_outside_pid1_and_comes_back_when_its_server_dies() {
+    let lab = Lab::start(
+        r#"
+[[service]]
+name = "worker"
+exec = ["/bin/sleep", "1000"]
+"#,
+    );
+    let init = lab.init_pid();
+    let server = |lab: &Lab| {
+        common::children(lab.init_pid())
+            .into_iter()
+            .find(|p| cmdline(*p).contains("serve-init-api"))
+    };
+    let first = server(&lab).expect("PID 1 has no control-API server child");
+    // PID 1 relays; the D-Bus server thread lives in the child only.
+    let names = thread_names(init);
+    assert!(names.iter().any(|n| n == "cairn-relay"), "{names:?}");
+    assert!(!names.iter().any(|n| n == "cairn-control"), "{names:?}");
+    assert!(
+        thread_names(first).iter().any(|n| n == "cairn-control"),
+        "{:?}",
+        thread_names(first)
+    );
+    let worker = lab.service("worker")["pid"].as_u64().unwrap();
+
+    // Kill the server: PID 1 and the services stay, the API comes back.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    lab.wait_until("a new control-API server", Duration::from_secs(10), || {
+        server(&lab).is_some_and(|p| p != first)
+    });
+    lab.wait_until("the API answers again", Duration::from_secs(10), || {
+        lab.try_ctl(&["status"]).status.success()
+    });
+    assert_eq!(lab.service("worker")["pid"].as_u64().unwrap(), worker);
+    assert_eq!(lab.init_pid(), init);
+    lab.ctl(&["restart", "worker"]);
+    lab.wait_until("worker restarted", Duration::from_secs(5), || {
+        let s = lab.service("worker");
+        s["state"] == "ready" && s["pid"].as_u64().unwrap() != worker
+    });
+    assert!(
+        lab.log()
+            .contains("control API server process ended; starting it again"),
+        "{}",
+        lab.log()
+    );
 }

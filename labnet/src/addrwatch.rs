@@ -198,6 +198,9 @@ impl Drop for AddrWatch {
     }
 }
 
+/// The loopback's interface index, the same in every network namespace.
+const LOOPBACK_INDEX: u32 = 1;
+
 fn reader(
     ns: &str,
     node: &str,
@@ -230,7 +233,10 @@ fn reader(
         MsgFlags::empty(),
     )
     .map_err(|e| format!("send dump request: {e}"))?;
-    let mut state: HashMap<IpAddr, bool> = HashMap::new();
+    // Which links hold each watched address. The loopback (ifindex 1 in every namespace)
+    // does not count: an address parked there (vipd's drain, docs/vipd.md) is local but
+    // never answers ARP/ND on the LAN, so the node does not hold it in the VRRP sense.
+    let mut state: HashMap<IpAddr, std::collections::BTreeSet<u32>> = HashMap::new();
     let mut dumped = false;
     let mut buf = vec![0u8; 64 * 1024];
     while !stop.load(Ordering::Relaxed) {
@@ -251,9 +257,9 @@ fn reader(
         };
         let at = Instant::now();
         for m in ifaddr::parse(&buf[..n]) {
-            let (addr, present) = match m {
-                AddrMessage::New { addr, .. } => (addr, true),
-                AddrMessage::Del { addr, .. } => (addr, false),
+            let (addr, index, added) = match m {
+                AddrMessage::New { addr, index } => (addr, index, true),
+                AddrMessage::Del { addr, index } => (addr, index, false),
                 AddrMessage::Done => {
                     if !dumped {
                         dumped = true;
@@ -264,10 +270,20 @@ fn reader(
                 AddrMessage::Error(0) => continue,
                 AddrMessage::Error(e) => return Err(format!("dump refused: errno {e}")),
             };
-            if !addrs.contains(&addr) || state.get(&addr) == Some(&present) {
+            if !addrs.contains(&addr) || index == LOOPBACK_INDEX {
                 continue;
             }
-            state.insert(addr, present);
+            let links = state.entry(addr).or_default();
+            let before = !links.is_empty();
+            if added {
+                links.insert(index);
+            } else {
+                links.remove(&index);
+            }
+            let present = !links.is_empty();
+            if present == before {
+                continue;
+            }
             if let Ok(mut t) = shared.timeline.lock() {
                 t.push(AddrEvent {
                     at,

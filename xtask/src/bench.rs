@@ -131,6 +131,8 @@ struct Pid1Run {
     rss_kib: f64,
     rss_after_api_kib: f64,
     anon_kib: f64,
+    server_rss_kib: f64,
+    server_anon_kib: f64,
     restart_ms: Vec<f64>,
     shutdown_ms: f64,
 }
@@ -152,6 +154,10 @@ fn pid1_run(bin: &Path, dir: &Path, services: &Path) -> Result<Pid1Run> {
     }
     let rss_after_api_kib = status_kib(pid, "VmRSS").context("VmRSS")? as f64;
     let anon_kib = status_kib(pid, "RssAnon").unwrap_or(0) as f64;
+    // The control API's D-Bus server runs in a child of PID 1 (init/src/control_api.rs).
+    let server = control_server_of(pid).context("PID 1's control-API server process")?;
+    let server_rss_kib = status_kib(server, "VmRSS").context("server VmRSS")? as f64;
+    let server_anon_kib = status_kib(server, "RssAnon").unwrap_or(0) as f64;
 
     // Restart latency: SIGKILL the service, time until a new process is ready.
     let mut restart_ms = Vec::new();
@@ -192,9 +198,32 @@ fn pid1_run(bin: &Path, dir: &Path, services: &Path) -> Result<Pid1Run> {
         rss_kib,
         rss_after_api_kib,
         anon_kib,
+        server_rss_kib,
+        server_anon_kib,
         restart_ms,
         shutdown_ms,
     })
+}
+
+/// The child of `init` running `cairn-init serve-init-api`.
+fn control_server_of(init: u32) -> Option<u32> {
+    // Children hang off the thread that started them (the relay thread), so every task's.
+    let mut children = String::new();
+    for task in std::fs::read_dir(format!("/proc/{init}/task"))
+        .ok()?
+        .flatten()
+    {
+        children
+            .push_str(&std::fs::read_to_string(task.path().join("children")).unwrap_or_default());
+        children.push(' ');
+    }
+    children
+        .split_whitespace()
+        .filter_map(|p| p.parse::<u32>().ok())
+        .find(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("serve-init-api"))
+        })
 }
 
 /// Resident memory of tini as PID 1 of a namespace supervising one child.
@@ -228,6 +257,75 @@ pub fn run(runs: usize) -> Result<()> {
         bail!("the benchmarks create namespaces: run them as root");
     }
     let bin = build_release()?;
+    let pid1 = pid1_metrics(&bin, runs)?;
+    let img = crate::bench_image::run(runs.min(5))?;
+    let failover = crate::bench_vrrp::run(runs)?;
+    let boot = crate::bench_debian::run(runs.min(5))?;
+    let upgrade = crate::bench_update::run(crate::bench_update::runs_for(runs))?;
+    let report = Report {
+        machine: machine(&bin),
+        runs,
+        pid1,
+        images: img.metrics,
+        images_identical: img.identical,
+        accel: img.accel,
+        failover,
+        boot,
+        upgrade,
+    };
+    write_report(&report)?;
+    Ok(())
+}
+
+/// `--only pid1`: the PID 1 part alone, written into its section of the report.
+pub fn run_pid1_alone(runs: usize) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("the benchmarks create namespaces: run them as root");
+    }
+    let bin = build_release()?;
+    let metrics = pid1_metrics(&bin, runs)?;
+    let m = machine(&bin);
+    let mut section = pid1_markdown(runs, &metrics);
+    section.push_str(&format!(
+        "
+Machine: {} ({} cores), kernel {}, {}; cairn-init binary {} KiB (release, stripped).
+",
+        m.cpu,
+        m.cores,
+        m.kernel,
+        m.rustc,
+        m.cairn_init_bytes / 1024
+    ));
+    write_part(
+        PID1_HEADING,
+        &section,
+        "pid1",
+        serde_json::to_value(&metrics)?,
+    )
+}
+
+/// The heading line of the PID 1 section.
+const PID1_HEADING: &str = "## PID 1 (";
+
+fn pid1_markdown(runs: usize, metrics: &[Metric]) -> String {
+    let mut md = format!(
+        "{PID1_HEADING}cairn-init in supervise-only mode as PID 1 of a PID namespace, {runs} runs)\n\n"
+    );
+    md.push_str("| metric | median | min | max | unit | goal |\n|---|---:|---:|---:|---|---|\n");
+    for x in metrics {
+        md.push_str(&format!(
+            "| {} | {:.1} | {:.1} | {:.1} | {} | {} |\n",
+            x.name, x.median, x.min, x.max, x.unit, x.goal
+        ));
+    }
+    md.push_str(
+        "\nPID 1 binds the control socket and relays calls; the D-Bus server (zbus, tokio) runs in \
+         a child process it keeps running (docs/init.md, \"The control API server\"), shown apart.\n",
+    );
+    md
+}
+
+fn pid1_metrics(bin: &Path, runs: usize) -> Result<Vec<Metric>> {
     let dir = target_dir().join("bench");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
@@ -237,7 +335,7 @@ pub fn run(runs: usize) -> Result<()> {
     step(&format!("PID 1: cairn-init with ten services, {runs} runs"));
     let mut results = Vec::new();
     for r in 1..=runs {
-        let run = pid1_run(&bin, &dir, &services).with_context(|| format!("run {r}"))?;
+        let run = pid1_run(bin, &dir, &services).with_context(|| format!("run {r}"))?;
         println!(
             "    run {r}/{runs}: ready {:.0} ms, RSS {:.0} KiB, restart median {:.1} ms, shutdown {:.0} ms",
             run.ready_ms,
@@ -273,6 +371,18 @@ pub fn run(runs: usize) -> Result<()> {
             col(&|r| r.anon_kib),
         ),
         Metric::new(
+            "control-API server process (child of PID 1) resident memory",
+            "KiB",
+            "",
+            col(&|r| r.server_rss_kib),
+        ),
+        Metric::new(
+            "  of which anonymous (the rest is cairnctl's text, shared with the ctl-agent)",
+            "KiB",
+            "",
+            col(&|r| r.server_anon_kib),
+        ),
+        Metric::new(
             "tini PID 1 resident memory, 1 child (reference)",
             "KiB",
             "",
@@ -297,23 +407,7 @@ pub fn run(runs: usize) -> Result<()> {
             col(&|r| r.shutdown_ms),
         ),
     ];
-    let img = crate::bench_image::run(runs.min(5))?;
-    let failover = crate::bench_vrrp::run(runs)?;
-    let boot = crate::bench_debian::run(runs.min(5))?;
-    let upgrade = crate::bench_update::run(crate::bench_update::runs_for(runs))?;
-    let report = Report {
-        machine: machine(&bin),
-        runs,
-        pid1,
-        images: img.metrics,
-        images_identical: img.identical,
-        accel: img.accel,
-        failover,
-        boot,
-        upgrade,
-    };
-    write_report(&report)?;
-    Ok(())
+    Ok(pid1)
 }
 
 fn write_report(report: &Report) -> Result<()> {
@@ -336,17 +430,7 @@ fn write_report(report: &Report) -> Result<()> {
         m.cairn_init_bytes / 1024,
         m.tini
     ));
-    md.push_str(&format!(
-        "## PID 1 (cairn-init in supervise-only mode as PID 1 of a PID namespace, {} runs)\n\n",
-        report.runs
-    ));
-    md.push_str("| metric | median | min | max | unit | goal |\n|---|---:|---:|---:|---|---|\n");
-    for x in &report.pid1 {
-        md.push_str(&format!(
-            "| {} | {:.1} | {:.1} | {:.1} | {} | {} |\n",
-            x.name, x.median, x.min, x.max, x.unit, x.goal
-        ));
-    }
+    md.push_str(&pid1_markdown(report.runs, &report.pid1));
     md.push_str(&format!(
         "\n## Images (`qemu-x86_64` profile, example site: builds of `base` and `lb`, sizes and boots of `base`)\n\nBoots under {}; one VM at a time. \
          Two builds byte-identical, update bundle included: **{}**.\n\n",

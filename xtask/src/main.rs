@@ -77,6 +77,9 @@ enum Cmd {
 /// A part of the benchmark suite that can run alone.
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum BenchPart {
+    /// cairn-init as PID 1 of a PID namespace with ten services: resident memory,
+    /// readiness, restart latency, shutdown (root, no QEMU).
+    Pid1,
     /// cairn-vipd against keepalived: node death and graceful stop (root).
     Failover,
     /// Boot to serving and footprint: the cairn `lb` image against a minimal
@@ -115,6 +118,7 @@ fn main() -> Result<()> {
         Cmd::Bench { runs, only } => {
             setup::run()?;
             match only {
+                Some(BenchPart::Pid1) => bench::run_pid1_alone(runs),
                 Some(BenchPart::Failover) => bench_vrrp::run_alone(runs),
                 Some(BenchPart::Boot) => bench_debian::run_alone(runs),
                 Some(BenchPart::Upgrade) => bench_update::run_alone(runs),

@@ -8,7 +8,9 @@
 //!
 //! - [`types`]: the wire types of Init1 ([`ServiceStatus`], [`LogLine`], [`PowerAction`]).
 //! - [`InitBackend`]: what cairn-init implements; the server forwards every call to it.
-//! - [`serve_init`]: binds the socket and serves Init1 on one background thread.
+//! - [`serve_init`]: binds the socket and serves Init1 on one background thread;
+//!   [`bind_socket`] + [`serve_init_on`] do the same in two steps, across processes.
+//! - [`relay`]: how cairn-init's control-API server process forwards Init1 calls to PID 1.
 //! - [`InitClient`]: a blocking Init1 client with timeouts.
 //! - [`vip`]: Vip1's names, wire type ([`VipInstanceStatus`]) and [`VipBackend`];
 //!   [`serve_vip`] and [`VipClient`] are its server and client.
@@ -27,6 +29,7 @@ mod dispatch;
 mod frame;
 mod init_client;
 mod init_service;
+pub mod relay;
 mod sasl;
 mod server;
 pub mod types;
@@ -42,7 +45,7 @@ pub use client::{ClientError, DEFAULT_TIMEOUT};
 pub use init_client::InitClient;
 pub use server::{
     ControlServer, MAX_LOG_LINES_PER_CALL, MAX_NON_ROOT_CONNECTIONS, MAX_ROOT_CONNECTIONS,
-    ServerError, serve_init, serve_update, serve_vip,
+    ServerError, bind_socket, serve_init, serve_init_on, serve_update, serve_vip,
 };
 pub use types::{LogLine, PowerAction, ServiceStatus};
 pub use update::{

@@ -136,6 +136,11 @@ impl ControlServer {
     pub fn thread(&self) -> &std::thread::Thread {
         self.thread.thread()
     }
+
+    /// Blocks until the server thread ends (it only does when its runtime fails).
+    pub fn wait(self) {
+        let _ = self.thread.join();
+    }
 }
 
 /// Binds `socket` and serves `org.cairn.Init1` on it from a new thread named `cairn-control`.
@@ -151,6 +156,18 @@ pub fn serve_init(
     backend: Arc<dyn InitBackend>,
 ) -> Result<ControlServer, ServerError> {
     serve(socket, InitService { backend })
+}
+
+/// Serves `org.cairn.Init1` from a new `cairn-control` thread on a listener bound earlier
+/// with [`bind_socket`], possibly by another process: cairn-init binds the socket and hands
+/// it to its control-API server process, so PID 1 itself never runs the D-Bus code
+/// (docs/init.md, "The control API server"). `socket` only names it in errors.
+pub fn serve_init_on(
+    listener: std::os::unix::net::UnixListener,
+    socket: &Path,
+    backend: Arc<dyn InitBackend>,
+) -> Result<ControlServer, ServerError> {
+    serve_on(listener, socket, InitService { backend })
 }
 
 /// Binds `socket` and serves `org.cairn.Vip1` on it from a new thread named `cairn-control`.
@@ -176,6 +193,13 @@ pub fn serve_update(
 
 /// Binds `socket` and serves `service` on it from a new `cairn-control` thread.
 fn serve<S: Service>(socket: &Path, service: S) -> Result<ControlServer, ServerError> {
+    serve_on(bind_socket(socket)?, socket, service)
+}
+
+/// Binds a control socket: creates the parent directory if missing, replaces a stale socket
+/// file (one nobody answers on) and makes the socket mode 0666 (access is checked per call,
+/// by the peer's uid).
+pub fn bind_socket(socket: &Path) -> Result<std::os::unix::net::UnixListener, ServerError> {
     let path = socket.to_path_buf();
     if let Some(parent) = socket.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|source| ServerError::CreateDir {
@@ -196,6 +220,16 @@ fn serve<S: Service>(socket: &Path, service: S) -> Result<ControlServer, ServerE
             source,
         }
     })?;
+    Ok(std_listener)
+}
+
+/// Serves `service` on `std_listener` from a new `cairn-control` thread.
+fn serve_on<S: Service>(
+    std_listener: std::os::unix::net::UnixListener,
+    socket: &Path,
+    service: S,
+) -> Result<ControlServer, ServerError> {
+    let path = socket.to_path_buf();
     std_listener
         .set_nonblocking(true)
         .map_err(|source| ServerError::Bind {

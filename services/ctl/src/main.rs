@@ -113,6 +113,13 @@ enum Command {
     Reboot,
     /// Stop everything and power off (root only).
     Poweroff,
+    /// Serve cairn-init's control API on SOCKET for PID 1, which starts this with the
+    /// listening socket as stdin and its relay as stdout (docs/init.md).
+    #[command(hide = true, name = "serve-init-api")]
+    ServeInitApi {
+        /// The control socket (for messages; it is already bound).
+        socket: PathBuf,
+    },
     /// Show cairn-vipd's virtual routers: state, priority, master, addresses, checks, counters.
     Vip {
         /// Print a JSON array instead of a table.
@@ -253,6 +260,14 @@ fn one_line(error: &anyhow::Error) -> String {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let socket = cli.control.as_path();
     match cli.command {
+        Command::ServeInitApi { socket } => {
+            tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_target(false)
+                .without_time()
+                .init();
+            std::process::exit(cairn_control::relay::serve_relayed(&socket))
+        }
         Command::Status { json } => status(socket, &cli.updated, json),
         Command::Upgrade {
             status: true, json, ..
