@@ -195,7 +195,25 @@ fn wait_verdict_for(
 ) -> serde_json::Value {
     let t = Instant::now();
     loop {
-        let j = storage_json(state, node);
+        // While a heal runs the Gluster CLI can be slow; a poll that did not answer (or
+        // answered no JSON) is "not yet", not a failure. The verdict is what is checked.
+        let o = ctl(state, node, &["storage", "--json"]);
+        let j: serde_json::Value = match serde_json::from_str(&String::from_utf8_lossy(&o.stdout)) {
+            Ok(j) => j,
+            Err(e) => {
+                eprintln!(
+                    "{node}: cairnctl storage --json gave no report ({e}): {}",
+                    text(&o)
+                );
+                assert!(
+                    t.elapsed() < timeout,
+                    "{node}: no storage report after {timeout:?}: {}",
+                    text(&o)
+                );
+                std::thread::sleep(Duration::from_secs(2));
+                continue;
+            }
+        };
         let v = j["verdict"].as_str().unwrap_or("").to_owned();
         if done(&v) {
             eprintln!("{node}: {v} (after {:.1} s)", t.elapsed().as_secs_f64());

@@ -57,32 +57,76 @@ fn gather(cli: &Cli, site: &Path) -> StorageState {
         .unwrap_or_default();
     // glusterd refuses `peer status` while it probes an absent node (the
     // bootstrap does that now and then): ask again a few times.
-    let mut peers = cli.peers().map_err(|e| e.to_string());
+    // Every CLI call is killed at its share of one budget, so the command always answers
+    // (the lab's control channel gives a command 60 s); a part that ran out of time is
+    // shown as an error, the rest as usual. `heal info` in particular can take long while
+    // self-heal holds locks.
+    let budget = Budget::new(GATHER_BUDGET);
+    let mut peers = cli.peers_within(budget.next()).map_err(|e| e.to_string());
     for _ in 0..4 {
-        if peers.is_ok() {
+        if peers.is_ok() || budget.spent() {
             break;
         }
         std::thread::sleep(std::time::Duration::from_secs(1));
-        peers = cli.peers().map_err(|e| e.to_string());
+        peers = cli.peers_within(budget.next()).map_err(|e| e.to_string());
     }
-    let volumes = cli.volumes().map_err(|e| e.to_string()).map(|vs| {
-        vs.into_iter()
-            .map(|info| {
-                let processes = cli.volume_status(&info.name).map_err(|e| e.to_string());
-                let heal = (info.kind.contains("Replicate") || info.kind.contains("Disperse"))
-                    .then(|| cli.heal_info(&info.name).map_err(|e| e.to_string()));
-                VolumeState {
-                    info,
-                    processes,
-                    heal,
-                }
-            })
-            .collect()
-    });
+    let volumes = cli
+        .volumes_within(budget.next())
+        .map_err(|e| e.to_string())
+        .map(|vs| {
+            vs.into_iter()
+                .map(|info| {
+                    let processes = cli
+                        .volume_status_within(&info.name, budget.next())
+                        .map_err(|e| e.to_string());
+                    let heal = (info.kind.contains("Replicate") || info.kind.contains("Disperse"))
+                        .then(|| {
+                            cli.heal_info_within(&info.name, budget.next())
+                                .map_err(|e| e.to_string())
+                        });
+                    VolumeState {
+                        info,
+                        processes,
+                        heal,
+                    }
+                })
+                .collect()
+        });
     StorageState {
         names,
         peers,
         volumes,
+    }
+}
+
+/// The most `cairnctl storage` spends asking the Gluster CLI.
+const GATHER_BUDGET: std::time::Duration = std::time::Duration::from_secs(40);
+/// The most one CLI call may take out of the budget.
+const CALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Time left for the CLI calls of one `cairnctl storage`.
+struct Budget {
+    end: std::time::Instant,
+}
+
+impl Budget {
+    fn new(total: std::time::Duration) -> Self {
+        Self {
+            end: std::time::Instant::now() + total,
+        }
+    }
+
+    /// The limit for the next call: [`CALL_LIMIT`] or what is left (at least 1 s, so a
+    /// call past the budget fails quickly with a timeout instead of not being made).
+    fn next(&self) -> std::time::Duration {
+        let left = self
+            .end
+            .saturating_duration_since(std::time::Instant::now());
+        left.min(CALL_LIMIT).max(std::time::Duration::from_secs(1))
+    }
+
+    fn spent(&self) -> bool {
+        std::time::Instant::now() >= self.end
     }
 }
 

@@ -165,6 +165,44 @@ impl Cli {
         })
     }
 
+    fn parsed_within<T>(
+        &self,
+        args: &[&str],
+        limit: Duration,
+        f: impl FnOnce(&str) -> Result<T, XmlError>,
+    ) -> Result<T, CliError> {
+        let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+        let text = self.raw_within(&args, limit)?;
+        f(&text).map_err(|source| CliError::Answer {
+            args: args.join(" "),
+            source,
+        })
+    }
+
+    /// `peer status`, the CLI killed after `limit`.
+    pub fn peers_within(&self, limit: Duration) -> Result<Vec<Peer>, CliError> {
+        self.parsed_within(&["peer", "status"], limit, xml::peers)
+    }
+
+    /// `volume status <v>`, the CLI killed after `limit`.
+    pub fn volume_status_within(
+        &self,
+        v: &str,
+        limit: Duration,
+    ) -> Result<Vec<xml::ProcessStatus>, CliError> {
+        self.parsed_within(&["volume", "status", v], limit, xml::volume_status)
+    }
+
+    /// `volume heal <v> info`, the CLI killed after `limit` (it can take long while a
+    /// heal holds locks).
+    pub fn heal_info_within(
+        &self,
+        v: &str,
+        limit: Duration,
+    ) -> Result<Vec<xml::BrickHeal>, CliError> {
+        self.parsed_within(&["volume", "heal", v, "info"], limit, xml::heal_info)
+    }
+
     /// Runs a command whose answer is only success or failure.
     pub fn run(&self, args: &[String]) -> Result<(), CliError> {
         let text = self.raw(args)?;
