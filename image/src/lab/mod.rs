@@ -293,15 +293,25 @@ fn status_cmd(state: &StateDir, json: bool) -> Result<ExitCode> {
 /// Asks the keeper of a lab whose plan exists; a keeper that does not answer
 /// means it died, and `down` is the way out.
 fn ask_keeper(state: &StateDir, req: &Request) -> Result<protocol::Response> {
-    match client::ask(state, req, REQUEST_TIMEOUT) {
-        Ok(r) => Ok(r),
-        Err(client::ClientError::Connect { source, .. }) => bail!(
-            "the lab in {root} has no keeper any more ({}: {source}); `cairn lab down --state {root}` removes what is left",
-            state.socket().display(),
-            root = state.root().display()
-        ),
-        Err(e) => Err(e.into()),
-    }
+    let source = match client::ask(state, req, REQUEST_TIMEOUT) {
+        Ok(r) => return Ok(r),
+        Err(client::ClientError::Connect { source, .. }) => source,
+        // A keeper killed a moment ago can still hold its socket while its last threads
+        // exit: the connection is taken into the backlog, then reset. Same verdict.
+        Err(client::ClientError::Io { source, .. }) if keeper_vanished(&source) => source,
+        Err(e) => return Err(e.into()),
+    };
+    bail!(
+        "the lab in {root} has no keeper any more ({}: {source}); `cairn lab down --state {root}` removes what is left",
+        state.socket().display(),
+        root = state.root().display()
+    )
+}
+
+/// Whether an error in the middle of a keeper conversation means the keeper went away.
+fn keeper_vanished(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionReset, UnexpectedEof};
+    matches!(e.kind(), BrokenPipe | ConnectionReset | UnexpectedEof)
 }
 
 fn node_request(state: &Path, req: Request) -> Result<ExitCode> {
