@@ -63,13 +63,13 @@ pub fn start(
     backend: impl InitBackend,
 ) -> Result<(), cairn_control::ServerError> {
     let listener = cairn_control::bind_socket(socket)?;
-    let socket = socket.to_path_buf();
+    let path = socket.to_path_buf();
     let program = program.to_path_buf();
     std::thread::Builder::new()
         .name("cairn-relay".to_owned())
-        .spawn(move || relay(&listener, &socket, &program, &backend))
+        .spawn(move || relay(&listener, &path, &program, &backend))
         .map_err(|source| cairn_control::ServerError::Thread {
-            path: PathBuf::new(),
+            path: socket.to_path_buf(),
             source,
         })?;
     Ok(())
