@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -579,11 +579,13 @@ fn resolve_addr(addr: &str) -> Result<SocketAddr, String> {
             return Ok(SocketAddr::from(([127, 0, 0, 1], p)));
         }
     }
-    match addr.to_socket_addrs() {
-        Ok(_) => Err(format!(
+    // A name and a port: said plainly, without resolving it (PID 1 never
+    // waits on a resolver).
+    match addr.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Err(format!(
             "{addr:?} must be an IP address and port (no name lookups at boot)"
         )),
-        Err(_) => Err(format!("{addr:?} is not an address:port")),
+        _ => Err(format!("{addr:?} is not an address:port")),
     }
 }
 
@@ -778,6 +780,29 @@ mod tests {
             .iter()
             .map(|e| e.to_string())
             .collect()
+    }
+
+    #[test]
+    fn ready_addresses_are_never_resolved() {
+        assert_eq!(
+            resolve_addr("192.0.2.5:80").unwrap(),
+            SocketAddr::from(([192, 0, 2, 5], 80))
+        );
+        assert_eq!(
+            resolve_addr("localhost:8080").unwrap(),
+            SocketAddr::from(([127, 0, 0, 1], 8080))
+        );
+        assert_eq!(
+            resolve_addr("[2001:db8::1]:443").unwrap().port(),
+            443,
+            "IPv6 in brackets"
+        );
+        let named = resolve_addr("web1.example:80").unwrap_err();
+        assert!(named.contains("must be an IP address and port"), "{named}");
+        for bad in ["web1", "web1:http", ":80", "192.0.2.5:99999"] {
+            let e = resolve_addr(bad).unwrap_err();
+            assert!(e.contains("is not an address:port"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -1,15 +1,17 @@
-//! The initramfs stage of cairn-init: everything between the kernel starting
-//! `/init` and exec'ing the real root's `/sbin/init` (cairn-init again, in
-//! machine mode). Loads the modules, finds the root (a partition, or a file
-//! in the initramfs on a loop device for PXE), sets up dm-verity, checks the
-//! whole image, mounts it, moves the API filesystems over, frees the
-//! initramfs and execs. With `cairn.root=ab` it first finds which A/B slot
-//! holds the image ([`crate::abroot`]) and records it in
-//! `/run/cairn/boot-slot`. Any failure is printed on the console, naming the
-//! step, and the box reboots after [`REBOOT_AFTER`] (so a boot-counted UKI
-//! counts down and systemd-boot falls back to the previous version) or, with
-//! `cairn.debug`, stays halted; it never runs an unverified root.
-//! See docs/boot.md.
+//! The early stage, `cairn-early` (the initramfs's `/init`): everything
+//! between the kernel starting `/init` and exec'ing the real root's
+//! `/sbin/init` (cairn-init, in machine mode). Loads the modules, finds the
+//! root (a partition, or a file in the initramfs on a loop device for PXE),
+//! sets up dm-verity, checks the whole image, mounts it, moves the API
+//! filesystems over, frees the initramfs, switches into the root, runs the
+//! one-time machine setup there ([`crate::machine_setup`], outcome in a
+//! [`BootRecord`]) and execs. With `cairn.root=ab` it first finds which A/B
+//! slot holds the image ([`crate::abroot`]) and records it in
+//! `/run/cairn/boot-slot`. Any failure up to the exec is printed on the
+//! console, naming the step, and the box reboots after [`REBOOT_AFTER`] (so a
+//! boot-counted UKI counts down and systemd-boot falls back to the previous
+//! version) or, with `cairn.debug`, stays halted; it never runs an unverified
+//! root. See docs/boot.md.
 
 use std::fmt;
 use std::io::Read;
@@ -19,12 +21,13 @@ use std::time::{Duration, Instant};
 use nix::mount::{MsFlags, mount};
 
 use crate::blockdev::{self, Roots};
+use crate::bootrecord::{self, BootRecord};
 use crate::cmdline::{self, BootParams, RootSource, Verity, VerityParams, VerityScan};
 use crate::switch_root::{self, CARRIED_MOUNTS, INIT, NEWROOT};
 use crate::{abroot, dm, kmod, loopdev, mounts};
 
 /// The builder puts this file in the initramfs (and never in the root
-/// image): with it, cairn-init running as PID 1 on a RAM root is the early stage.
+/// image): with it, cairn-early running as PID 1 on a RAM root is the early stage.
 pub const MARKER: &str = "/etc/cairn/initrd";
 /// `RAMFS_MAGIC` from <linux/magic.h> (the initramfs is ramfs or tmpfs).
 pub const RAMFS_MAGIC: i64 = 0x8584_58f6;
@@ -75,7 +78,7 @@ pub enum Step {
     Switch,
     /// The real init could not be started.
     Exec,
-    /// A bug in cairn-init itself (a panic was caught).
+    /// A bug in cairn-early itself (a panic was caught).
     Internal,
 }
 
@@ -115,7 +118,7 @@ impl Failure {
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cairn-init: {}: {}", self.step.describe(), self.detail)
+        write!(f, "cairn-early: {}: {}", self.step.describe(), self.detail)
     }
 }
 
@@ -137,7 +140,7 @@ fn line(text: impl fmt::Display) {
 }
 
 fn say(msg: impl fmt::Display) {
-    line(format_args!("cairn-init: {msg}"));
+    line(format_args!("cairn-early: {msg}"));
 }
 
 /// Mounts /proc, /sys and /dev (devtmpfs) unless present and points
@@ -454,12 +457,34 @@ fn switch(newroot: &Path, params: &BootParams, started: Instant) -> Failure {
     if let Err(e) = switch_root::switch_into(newroot) {
         return Failure::new(Step::Switch, e);
     }
+    on_real_root(params.debug);
     let mut env: Vec<(String, String)> = std::env::vars().collect();
     if params.debug && !env.iter().any(|(k, _)| k == "CAIRN_LOG") {
         env.push(("CAIRN_LOG".into(), "debug".into()));
     }
     let e = switch_root::exec(Path::new(INIT), &[INIT.to_owned()], &env);
     Failure::new(Step::Exec, e)
+}
+
+/// On the real root, before PID 1 starts: the one-time machine setup
+/// ([`crate::machine_setup`]), its outcome left in [`bootrecord::FILE`] for
+/// PID 1. A panic in it is caught and recorded: PID 1 starts regardless, and
+/// says why the box has no role services.
+fn on_real_root(debug: bool) {
+    crate::boot::mount_api_filesystems();
+    crate::logging::init(debug);
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        "cairn-early on the real root: machine setup"
+    );
+    let record =
+        std::panic::catch_unwind(crate::machine_setup::run).unwrap_or_else(|_| BootRecord {
+            error: Some("internal error: the machine setup panicked".into()),
+            ..BootRecord::default()
+        });
+    if let Err(e) = record.write(Path::new(bootrecord::FILE)) {
+        say(format_args!("cannot write {}: {e}", bootrecord::FILE));
+    }
 }
 
 /// The message of one `/dev/kmsg` record (`prio,seq,ts,flags;message`).
@@ -534,7 +559,7 @@ mod tests {
         );
         assert_eq!(
             f.to_string(),
-            "cairn-init: root filesystem failed verification: mount of /dev/mapper/root: Input/output error (os error 5)"
+            "cairn-early: root filesystem failed verification: mount of /dev/mapper/root: Input/output error (os error 5)"
         );
         let eio = std::io::Error::from_raw_os_error(libc::EIO);
         assert_eq!(mount_failure_step(false, &eio), Step::MountRoot);
@@ -548,7 +573,7 @@ mod tests {
         );
         assert_eq!(
             c.to_string(),
-            "cairn-init: kernel command line: cairn.root is missing"
+            "cairn-early: kernel command line: cairn.root is missing"
         );
     }
 

@@ -6,12 +6,18 @@
 //! the hardware watchdog fed and performs the orderly shutdown. The same
 //! binary runs as PID 1 of a PID namespace in supervise-only mode for tests
 //! and containers.
+//!
+//! Two binaries share this library: `cairn-early`, the initramfs stage that
+//! sets up the verified root and the machine once ([`earlyboot`],
+//! [`machine_setup`]), and `cairn-init`, PID 1 on the real root, which links
+//! neither the site parser nor rtnetlink and so stays small.
 
 pub mod abroot;
 pub mod bless;
 pub mod blockdev;
 pub mod boot;
 pub mod boothistory;
+pub mod bootrecord;
 pub mod cgroup;
 pub mod cmdline;
 pub mod config;
@@ -23,8 +29,10 @@ pub mod earlyboot;
 pub mod esp;
 pub mod identity;
 pub mod kmod;
+pub mod logging;
 pub mod logring;
 pub mod loopdev;
+pub mod machine_setup;
 pub mod mounts;
 pub mod network;
 pub mod notify;

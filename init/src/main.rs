@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 
 use cairn_control::DEFAULT_CONTROL_SOCKET;
 use cairn_init::bless::{self, Timing};
+use cairn_init::bootrecord::{self, BootRecord};
 use cairn_init::runtime::{self, BlessSetup, Runtime, Settings};
-use cairn_init::{abroot, blockdev, boot, cmdline, config, esp, identity, network, power};
-use tracing::{error, info, warn};
+use cairn_init::{boot, config, esp, power};
+use tracing::{error, info};
 
 const DEFAULT_SERVICES: &str = "/etc/cairn/services.toml";
 const USAGE: &str = "\
@@ -16,7 +17,8 @@ usage: cairn-init [--services FILE] [--control SOCKET] [--notify-socket PATH]
                   [--esp DIR --running-version V [--bless-after S] [--boot-deadline S]]
 
 As the machine's PID 1 (no --services): mounts the API filesystems and
-supervises /etc/cairn/services.toml. With --services: supervise-only mode,
+supervises /etc/cairn/services.toml as the box the early stage (cairn-early)
+identified in /run/cairn/boot-record. With --services: supervise-only mode,
 for PID namespaces and containers. --check validates the services file and
 exits. --esp (supervise-only, for tests) blesses a boot-counted entry of
 version V found in DIR/EFI/Linux as machine mode does with /efi.";
@@ -102,32 +104,10 @@ impl Args {
     }
 }
 
-fn init_logging() {
-    let level = match std::env::var("CAIRN_LOG").as_deref() {
-        Ok("error") => tracing::Level::ERROR,
-        Ok("warn") => tracing::Level::WARN,
-        Ok("debug") => tracing::Level::DEBUG,
-        Ok("trace") => tracing::Level::TRACE,
-        _ => tracing::Level::INFO,
-    };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(level)
-        .with_target(false)
-        .with_timer(tracing_subscriber::fmt::time::uptime())
-        .init();
-}
-
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let pid1 = std::process::id() == 1;
     let supervise = argv.iter().any(|a| a == "--services" || a == "--check");
-    // --- early boot (initramfs stage, docs/boot.md): set up the verified
-    // root and exec its /sbin/init; never returns.
-    if pid1 && !supervise && cairn_init::earlyboot::in_initramfs() {
-        cairn_init::earlyboot::run();
-    }
-    // --- end early boot
     let args = match parse_args(&argv, pid1 && !supervise) {
         Ok(Some(a)) => a,
         Ok(None) => return,
@@ -194,7 +174,7 @@ fn run_forever(
 }
 
 fn supervise_only(args: Args) {
-    init_logging();
+    cairn_init::logging::init(false);
     let signals = match runtime::signal_fd() {
         Ok(s) => s,
         Err(e) => {
@@ -248,27 +228,35 @@ fn supervise_only(args: Args) {
 fn machine(args: Args) {
     boot::mount_api_filesystems();
     boot::attach_console();
-    init_logging();
+    cairn_init::logging::init(false);
     info!(
         version = env!("CARGO_PKG_VERSION"),
         "cairn-init starting as PID 1"
     );
-    // --- data partition (docs/boot.md): /var from cairn.data=, tmpfs on any error.
-    cairn_init::datapart::setup_machine();
-    let esp_mounted = mount_esp_on_disk_boots();
-    boot::configure_system();
-    let identity = identify_and_configure();
+    // The early stage set up the machine and says who the box is (docs/boot.md).
+    let record = match BootRecord::read(Path::new(bootrecord::FILE)) {
+        Ok(r) => r,
+        Err(e) => {
+            let reason = format!("no boot record from the early stage (cairn-early): {e}");
+            error!("{reason}");
+            runtime::console_line(&format!(
+                "cairn-init: {reason}; no role services will start"
+            ));
+            BootRecord {
+                error: Some(reason),
+                ..BootRecord::default()
+            }
+        }
+    };
+    let identity = record.identity();
     let path = args
         .services
         .clone()
         .unwrap_or_else(|| DEFAULT_SERVICES.into());
-    let mut fatal = identity
-        .as_ref()
-        .err()
-        .map(|e| format!("this box could not identify itself: {e}"));
+    let mut fatal = identity.as_ref().err().cloned();
     let services = match (&identity, config::load(&path, Path::new("/"))) {
         (Err(_), _) => Vec::new(),
-        (Ok((image, _, node)), Ok(f)) => with_identity_env(f.services, image, node),
+        (Ok((node, role, version)), Ok(f)) => with_identity_env(f.services, node, role, version),
         (Ok(_), Err(e)) => {
             error!("{e}");
             error!("no services started; the control API stays up for diagnosis");
@@ -281,15 +269,13 @@ fn machine(args: Args) {
         dev.exists().then_some(dev)
     });
     let mut settings = settings(&args, watchdog);
-    if let Ok((image, _, node)) = &identity {
-        record_boot(image, node);
+    if let Ok((node, role, version)) = &identity {
         settings.ready_line = Some(format!(
-            "CAIRN-READY role={} node={node} version={} t_ms={{t_ms}}",
-            image.role, image.version
+            "CAIRN-READY role={role} node={node} version={version} t_ms={{t_ms}}"
         ));
     }
-    if esp_mounted {
-        settings.bless = machine_bless_setup(identity.as_ref().ok(), fatal);
+    if record.esp_mounted {
+        settings.bless = machine_bless_setup(&record, fatal);
     }
     let rt = loop {
         let signals = match runtime::signal_fd() {
@@ -313,40 +299,20 @@ fn machine(args: Args) {
     power::finish_machine(action, watchdog);
 }
 
-/// Appends this boot to the history on the data partition (docs/init.md).
-fn record_boot(image: &identity::ImageInfo, node: &str) {
-    let slot = abroot::read_boot_slot(Path::new(abroot::BOOT_SLOT_FILE));
-    let time = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let boot = cairn_init::boothistory::Boot {
-        version: &image.version,
-        slot: slot.map_or("-", |s| s.as_str()),
-        node,
-        role: image.role.as_str(),
-        time,
-    };
-    match cairn_init::boothistory::record(Path::new(cairn_init::boothistory::FILE), &boot) {
-        Ok(n) => {
-            info!(boot = n, version = %image.version, slot = boot.slot, "boot recorded in {}", cairn_init::boothistory::FILE)
-        }
-        Err(e) => warn!(error = %e, "cannot record the boot in {}", cairn_init::boothistory::FILE),
-    }
-}
-
 /// Tells every service who the box is (`CAIRN_NODE`, `CAIRN_ROLE`, `CAIRN_VERSION`), so
 /// daemons such as cairn-vipd find their node entry in the site file without a per-node
 /// services file. A value the services file sets itself wins.
 fn with_identity_env(
     mut services: Vec<config::Service>,
-    image: &identity::ImageInfo,
     node: &str,
+    role: &str,
+    version: &str,
 ) -> Vec<config::Service> {
     for svc in &mut services {
         for (key, value) in [
             ("CAIRN_NODE", node),
-            ("CAIRN_ROLE", image.role.as_str()),
-            ("CAIRN_VERSION", image.version.as_str()),
+            ("CAIRN_ROLE", role),
+            ("CAIRN_VERSION", version),
         ] {
             svc.env
                 .entry(key.to_owned())
@@ -356,126 +322,24 @@ fn with_identity_env(
     services
 }
 
-/// On a disk boot (`cairn.root=` names a partition or `ab`, or the early
-/// stage recorded a slot) mounts the ESP on /efi. Failures are logged, never
-/// fatal: the box runs on, it just cannot install updates or bless a boot.
-fn mount_esp_on_disk_boots() -> bool {
-    let text = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    let root = cmdline::parse(&text).ok().and_then(|p| p.root);
-    let slot = abroot::read_boot_slot(Path::new(abroot::BOOT_SLOT_FILE));
-    let disk = slot.is_some()
-        || matches!(
-            root,
-            Some(cmdline::RootSource::Device(_) | cmdline::RootSource::AbSlots)
-        );
-    if !disk {
-        return false;
-    }
-    match esp::mount_esp(&blockdev::Roots::system(), Path::new(esp::MOUNT_POINT)) {
-        Ok(dev) => {
-            info!(device = %dev.display(), target = esp::MOUNT_POINT, slot = slot.map_or("-", |s| s.as_str()), "ESP mounted");
-            true
-        }
-        Err(e) => {
-            error!("ESP not mounted: {e}; updates and blessing are off for this boot");
-            false
-        }
-    }
-}
-
-/// Blessing on a machine: the ESP on /efi, the version from image.toml
-/// (or the site), the times from the site's `[update]` section.
-fn machine_bless_setup(
-    identity: Option<&(identity::ImageInfo, cairn_site::Site, String)>,
-    fatal: Option<String>,
-) -> Option<BlessSetup> {
-    let (version, update) = match identity {
-        Some((image, site, _)) => (image.version.clone(), site.update.clone()),
-        None => {
-            let image = identity::load_image_info(Path::new(identity::IMAGE_FILE)).ok();
-            let site = identity::load_site(Path::new(identity::SITE_FILE)).ok();
-            let version = image
-                .map(|i| i.version)
-                .or_else(|| site.as_ref().map(|s| s.image.version.clone()));
-            let Some(version) = version else {
-                error!("no image version known: cannot tell whether this boot is counted");
-                return None;
-            };
-            (version, site.and_then(|s| s.update))
-        }
+/// Blessing on a machine: the ESP on /efi, the version and the site's
+/// `[update]` timing from the boot record.
+fn machine_bless_setup(record: &BootRecord, fatal: Option<String>) -> Option<BlessSetup> {
+    let Some(version) = record.version.clone() else {
+        error!("no image version known: cannot tell whether this boot is counted");
+        return None;
     };
-    let timing = update.map_or_else(Timing::default, |u| {
-        Timing::from_secs(u.bless_after_s, u.boot_deadline_s)
-    });
+    let timing = record
+        .update_timing
+        .map_or_else(Timing::default, |(bless_after_s, deadline_s)| {
+            Timing::from_secs(bless_after_s, deadline_s)
+        });
     Some(BlessSetup {
         esp: esp::MOUNT_POINT.into(),
         version,
         timing,
         fatal,
     })
-}
-
-/// Finds this box's node in the site file (by MAC, or `cairn.node=`), sets
-/// the hostname and configures the network. When the box cannot find
-/// itself it says so on the console and returns the reason: it then runs no
-/// role services but stays up, with its control API, for diagnosis.
-fn identify_and_configure()
--> Result<(identity::ImageInfo, cairn_site::Site, String), identity::IdentityError> {
-    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    let override_name = cairn_init::cmdline::words(&cmdline)
-        .into_iter()
-        .find(|(k, _)| k == "cairn.node")
-        .and_then(|(_, v)| v);
-    let found = (|| {
-        let image = identity::load_image_info(Path::new(identity::IMAGE_FILE))?;
-        let site = identity::load_site(Path::new(identity::SITE_FILE))?;
-        // NICs appear while their drivers probe; give them a few seconds.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        let node = loop {
-            let macs: Vec<_> = identity::local_macs(Path::new("/sys/class/net"))
-                .into_iter()
-                .map(|(_, m)| m)
-                .collect();
-            match identity::resolve(&site, image.role, &macs, override_name.as_deref()) {
-                Ok(n) => break n.clone(),
-                Err(identity::IdentityError::NoMatch { .. })
-                    if std::time::Instant::now() < deadline =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                Err(e) => return Err(e),
-            }
-        };
-        Ok::<_, identity::IdentityError>((image, site, node))
-    })();
-    let (image, site, node) = match found {
-        Ok(v) => v,
-        Err(e) => {
-            error!("cannot identify this box: {e}");
-            runtime::console_line(&format!(
-                "cairn-init: this box could not identify itself: {e}; no role services will start"
-            ));
-            return Err(e);
-        }
-    };
-    match nix::unistd::sethostname(&node.name) {
-        Ok(()) => info!(hostname = %node.name, role = %image.role, "identified"),
-        Err(e) => error!(error = %e, "cannot set hostname"),
-    }
-    match cairn_netlink::Netlink::open()
-        .map_err(network::NetworkError::from)
-        .and_then(|mut nl| network::configure(&mut nl, &site, &node))
-    {
-        Ok(c) => info!(
-            interface = %c.interface,
-            addresses = %c.addresses.join(" "),
-            gateway = ?c.gateway,
-            "network configured"
-        ),
-        Err(e) => error!("network: {e}"),
-    }
-    let name = node.name.clone();
-    Ok((image, site, name))
 }
 
 #[cfg(test)]

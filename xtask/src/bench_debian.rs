@@ -450,9 +450,10 @@ pub fn markdown(r: &BootReport) -> String {
     md.push_str(
         "Timeline points (seconds since QEMU start), each phase ends at one: *kernel start* is estimated \
          from printk timestamps (a kernel line seen at *t* with printk time *p* puts the start at ≤ \
-         *t − p*; the minimum over lines); *first userspace* is the initramfs's init (cairn `cairn-init: \
+         *t − p*; the minimum over lines); *first userspace* is the initramfs's init (cairn `cairn-early: \
          early boot`, Debian `Loading, please wait...`); *init of the root* is PID 1 on the real root \
-         (cairn `cairn-init starting as PID 1`, Debian `Welcome to Debian`); *network up* (cairn `network \
+         (cairn `cairn-early on the real root`, the early stage switched in and running the machine \
+         setup before it execs cairn-init; Debian `Welcome to Debian`); *network up* (cairn `network \
          configured`, Debian `Reached target … Network is Online`); *role ready* (cairn `CAIRN-READY`, \
          Debian `Started haproxy.service`); *first HTTP 200* from the client. The last phase can be \
          negative: HAProxy answers as soon as it listens, before the ready line has reached the console.\n\n",

@@ -416,7 +416,7 @@ fn initramfs(
     }
     a.add_char_device("dev/console", 0o600, 5, 1)?;
     a.add_char_device("dev/null", 0o666, 1, 3)?;
-    a.add_file("init", 0o755, box_bin.join("cairn-init"))?;
+    a.add_file("init", 0o755, box_bin.join(rootfs::EARLY_INIT))?;
     a.add_file(INITRD_MARKER, 0o644, "cairn initramfs\n")?;
     let base = format!("lib/modules/{}", kernel.version);
     let mut list = String::new();

@@ -28,8 +28,14 @@ const DIRS: &[&str] = &[
     "root",
 ];
 
-/// Workspace programs in every image, beside the roles' `box_binaries`.
+/// Workspace programs in every image, beside the roles' `box_binaries`
+/// (package names; the `cairn-init` package also builds [`EARLY_INIT`]).
 pub const CORE_BOX_BINARIES: &[&str] = &["cairn-init", "cairnctl"];
+
+/// The initramfs's `/init`, a second binary of the `cairn-init` package: the
+/// early stage, which also runs the one-time machine setup so that PID 1 on
+/// the root stays small (docs/boot.md).
+pub const EARLY_INIT: &str = "cairn-early";
 
 /// Builds the static box binaries (cairn-init, cairnctl and the roles'
 /// `extra` workspace programs) from the source tree, or takes them from
@@ -41,7 +47,7 @@ pub fn box_binaries(dirs: &Dirs, extra: &[String]) -> Result<PathBuf> {
         .chain(extra.iter().map(String::as_str))
         .collect();
     if let Some(d) = &dirs.box_bin {
-        for b in &names {
+        for b in names.iter().chain(&[EARLY_INIT]) {
             if !d.join(b).is_file() {
                 bail!("--box-bin {}: {b} is missing", d.display());
             }

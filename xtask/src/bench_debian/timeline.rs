@@ -37,10 +37,11 @@ pub struct Markers {
     pub ready: &'static [&'static str],
 }
 
-/// cairn: cairn-init in the initramfs, then as PID 1 of the root.
+/// cairn: cairn-early in the initramfs, then on the root (machine setup,
+/// network), then cairn-init as PID 1 of the root.
 pub const CAIRN: Markers = Markers {
-    userspace: &["cairn-init: early boot"],
-    init: &["cairn-init starting as PID 1"],
+    userspace: &["cairn-early: early boot"],
+    init: &["cairn-early on the real root"],
     network: &["network configured"],
     ready: &["CAIRN-READY"],
 };
@@ -121,7 +122,7 @@ mod tests {
     fn printk_timestamps() {
         assert_eq!(printk_seconds("[    1.250000] virtio_blk"), Some(1.25));
         assert_eq!(printk_seconds("[  OK  ] Started x"), None);
-        assert_eq!(printk_seconds("cairn-init: early boot"), None);
+        assert_eq!(printk_seconds("cairn-early: early boot"), None);
     }
 
     #[test]
@@ -179,10 +180,10 @@ mod tests {
     fn cairn_markers_match_real_lines() {
         let lines = vec![
             l(2.0, "[    1.000000] k"),
-            l(4.0, "cairn-init: early boot 0.1.0: root file:/root.img"),
+            l(4.0, "cairn-early: early boot 0.1.0: root file:/root.img"),
             l(
                 6.0,
-                "   0.068467035s  INFO cairn-init starting as PID 1 version=\"0.1.0\"",
+                "   0.068467035s  INFO cairn-early on the real root: machine setup version=\"0.1.0\"",
             ),
             l(
                 7.0,
