@@ -432,7 +432,7 @@ fn write_report(report: &Report) -> Result<()> {
     ));
     md.push_str(&pid1_markdown(report.runs, &report.pid1));
     md.push_str(&format!(
-        "\n## Images (`qemu-x86_64` profile, example site: builds of `base` and `lb`, sizes and boots of `base`)\n\nBoots under {}; one VM at a time. \
+        "\n## Images (`qemu-x86_64` profile, example sites: builds of every role — `base`, `lb` from examples/site.toml, `storage`, `k8s-node` (as shipped, no kubelet) from their example sites; sizes and boots of `base`)\n\nBoots under {}; one VM at a time. \
          Two builds byte-identical, update bundle included: **{}**.\n\n",
         report.accel,
         if report.images_identical { "yes" } else { "NO" }

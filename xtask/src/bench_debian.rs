@@ -307,6 +307,7 @@ pub fn run(runs: usize) -> Result<BootReport> {
                 s.label,
                 fmt_points(&run.points),
                 run.mem
+                    .as_ref()
                     .map(|m| format!(
                         "; in use {:.1} MiB, PID 1 RSS {:.1} MiB",
                         m.used_kib / 1024.0,
@@ -378,6 +379,91 @@ fn mem_metric(s: &SubjectResult, f: fn(&boot::MemSample) -> f64) -> Metric {
             .map(|k| k / 1024.0)
             .collect(),
     )
+}
+
+/// The "where the memory in use goes" table: meminfo parts per subject
+/// (median over runs, MiB) and the largest processes of each subject's last run.
+fn memory_breakdown(r: &BootReport) -> String {
+    // cairn from its disk, cairn direct, Debian direct.
+    let order = [1usize, 0, 2];
+    let subjects: Vec<&SubjectResult> = order.iter().filter_map(|i| r.subjects.get(*i)).collect();
+    let mut parts: Vec<String> = subjects
+        .iter()
+        .flat_map(|s| s.runs.iter())
+        .filter_map(|run| run.mem.as_ref())
+        .flat_map(|m| m.parts.keys().cloned())
+        .collect();
+    parts.sort();
+    parts.dedup();
+    if parts.is_empty() {
+        return String::new();
+    }
+    let mut md = String::from("\n### Where the memory in use goes (5 s after ready)\n\n| | ");
+    md.push_str(
+        &subjects
+            .iter()
+            .map(|s| s.label.to_string())
+            .collect::<Vec<_>>()
+            .join(" | "),
+    );
+    md.push_str(" |\n|---|");
+    md.push_str(&"---:|".repeat(subjects.len()));
+    md.push('\n');
+    let median_of = |s: &SubjectResult, f: &dyn Fn(&boot::MemSample) -> Option<f64>| {
+        let v: Vec<f64> = s
+            .runs
+            .iter()
+            .filter_map(|r| r.mem.as_ref().and_then(f))
+            .collect();
+        (!v.is_empty()).then(|| Metric::new("", "", "", v).median / 1024.0)
+    };
+    let mut line = |name: &str, f: &dyn Fn(&boot::MemSample) -> Option<f64>| {
+        md.push_str(&format!("| {name} |"));
+        for s in &subjects {
+            match median_of(s, f) {
+                Some(v) => md.push_str(&format!(" {v:.1} |")),
+                None => md.push_str(" – |"),
+            }
+        }
+        md.push('\n');
+    };
+    line("**in use** (MemTotal − MemAvailable)", &|m| {
+        Some(m.used_kib)
+    });
+    for p in &parts {
+        line(&format!("`{p}`"), &|m| m.parts.get(p).copied());
+    }
+    line(
+        "anonymous memory of the largest processes (sum of RssAnon)",
+        &|m| Some(m.processes.iter().map(|p| p.anon_kib).sum()),
+    );
+    md.push_str(
+        "\nMiB, medians. `AnonPages` is process memory; `Shmem` RAM file systems (tmpfs, and on \
+         cairn's direct boot the initramfs holding the root image); `SUnreclaim`, `KernelStack`, \
+         `PageTables`, `Percpu` and `VmallocUsed` (loaded modules' code and data among it) are the \
+         kernel's own; `Cached` and `SReclaimable` mostly count as available. The rest of *in use* \
+         is memory the kernel holds outside these counters and its free-page reserves.\n\n\
+         Largest processes, last run (resident / anonymous, MiB):\n\n",
+    );
+    for s in &subjects {
+        let Some(m) = s.runs.iter().rev().find_map(|r| r.mem.as_ref()) else {
+            continue;
+        };
+        let list: Vec<String> = m
+            .processes
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} {:.1}/{:.1}",
+                    p.name,
+                    p.rss_kib / 1024.0,
+                    p.anon_kib / 1024.0
+                )
+            })
+            .collect();
+        md.push_str(&format!("- {}: {}\n", s.label, list.join(", ")));
+    }
+    md
 }
 
 fn cell(m: &Metric) -> String {
@@ -603,6 +689,7 @@ pub fn markdown(r: &BootReport) -> String {
          disk holds the whole kernel package (/lib/modules, ≈ 390 MB of the standard flavour) as any \
          Debian install does; cairn carries only the profile's modules, in its initramfs.\n",
     );
+    md.push_str(&memory_breakdown(r));
 
     md.push_str("\n### Goals\n\n| goal | measured | |\n|---|---|---|\n");
     let serve_ratio = serve[0].median / serve[2].median;

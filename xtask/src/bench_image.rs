@@ -23,6 +23,15 @@ pub struct ImageResults {
     pub accel: String,
 }
 
+/// Every role with its example site (k8s-node as the example ships it: the
+/// kubelet lines are commented out, so the image holds containerd and runc).
+pub const ROLES: &[(&str, &str)] = &[
+    ("base", "examples/site.toml"),
+    ("lb", "examples/site.toml"),
+    ("storage", "examples/storage-site.toml"),
+    ("k8s-node", "examples/k8s-site.toml"),
+];
+
 fn build(cairn: &Path, role: &str, out: &Path, cache: Option<&Path>) -> Result<f64> {
     let mut cmd = Command::new(cairn);
     cmd.args([
@@ -34,7 +43,7 @@ fn build(cairn: &Path, role: &str, out: &Path, cache: Option<&Path>) -> Result<f
         role,
         "--site",
     ])
-    .arg(root().join("examples/site.toml"))
+    .arg(root().join(site_of(role)))
     .arg("--out")
     .arg(out);
     if let Some(c) = cache {
@@ -46,6 +55,14 @@ fn build(cairn: &Path, role: &str, out: &Path, cache: Option<&Path>) -> Result<f
         bail!("cairn build failed ({st})");
     }
     Ok(t.elapsed().as_secs_f64())
+}
+
+/// The example site a role is built from.
+fn site_of(role: &str) -> &'static str {
+    ROLES
+        .iter()
+        .find(|(r, _)| *r == role)
+        .map_or("examples/site.toml", |(_, s)| s)
 }
 
 fn boot(boot: Boot) -> Result<(f64, f64)> {
@@ -79,13 +96,16 @@ pub fn run(runs: usize) -> Result<ImageResults> {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
 
-    step("image builds: cold (empty package cache) and warm, base and lb roles");
+    step(&format!(
+        "image builds: cold (empty package cache) and warm, roles {}",
+        ROLES.iter().map(|(r, _)| *r).collect::<Vec<_>>().join(", ")
+    ));
     // Box binaries are compiled by the first build; time builds after that.
     build(&cairn, "base", &dir.join("prime"), None)?;
     let mut cold = Vec::new();
     let mut warm = Vec::new();
     let mut identical = true;
-    for role in ["base", "lb"] {
+    for (role, _) in ROLES.iter().copied() {
         let cold_cache = dir.join(format!("cold-cache-{role}"));
         let c = build(
             &cairn,

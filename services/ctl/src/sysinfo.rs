@@ -1,6 +1,8 @@
 //! `cairnctl sysinfo`: the box's memory in use and PID 1's resident memory, from /proc, for
-//! operators and for the benchmarks (read through the host control channel on VMs).
+//! operators and for the benchmarks (read through the host control channel on VMs), with
+//! where the memory goes: the kernel's main meminfo parts and each process's resident set.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -19,6 +21,75 @@ pub struct SysInfo {
     pub pid1_rss_kib: u64,
     /// Time since boot.
     pub uptime_ms: u64,
+    /// The parts of memory in use /proc/meminfo names ([`MEMINFO_PARTS`]), KiB.
+    pub meminfo: BTreeMap<String, u64>,
+    /// Every process, largest resident set first.
+    pub processes: Vec<Process>,
+}
+
+/// One process's resident memory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Process {
+    /// The PID.
+    pub pid: u32,
+    /// Its name (`Name:` in status).
+    pub name: String,
+    /// VmRSS, KiB.
+    pub rss_kib: u64,
+    /// RssAnon (heap, stacks: not shared, not reclaimable without swap), KiB.
+    pub anon_kib: u64,
+}
+
+/// The meminfo fields that say where memory in use goes: process memory
+/// (`AnonPages`), RAM file systems (`Shmem`: tmpfs, the initramfs on PXE),
+/// kernel allocations (`SUnreclaim`, `KernelStack`, `PageTables`, `Percpu`,
+/// `VmallocUsed`) and the page cache (`Cached`, counted as available).
+pub const MEMINFO_PARTS: &[&str] = &[
+    "AnonPages",
+    "Shmem",
+    "Cached",
+    "Buffers",
+    "SReclaimable",
+    "SUnreclaim",
+    "KernelStack",
+    "PageTables",
+    "Percpu",
+    "VmallocUsed",
+    "Mlocked",
+];
+
+/// The `key:` value in KiB of a /proc text (`MemTotal:  1 kB`, `VmRSS:\t 2 kB`).
+fn kib(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, rest) = l.split_once(':')?;
+        (k == key).then(|| rest.trim().trim_end_matches("kB").trim().parse().ok())?
+    })
+}
+
+/// The processes under `proc_root` (kernel threads have no resident set and are left out).
+fn processes(proc_root: &Path) -> Vec<Process> {
+    let Ok(dir) = std::fs::read_dir(proc_root) else {
+        return Vec::new();
+    };
+    let mut out: Vec<Process> = dir
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let status = std::fs::read_to_string(e.path().join("status")).ok()?;
+            let name = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Name:"))
+                .map(|n| n.trim().to_owned())?;
+            Some(Process {
+                pid,
+                name,
+                rss_kib: kib(&status, "VmRSS")?,
+                anon_kib: kib(&status, "RssAnon").unwrap_or(0),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| b.rss_kib.cmp(&a.rss_kib).then(a.pid.cmp(&b.pid)));
+    out
 }
 
 /// Reads `/proc` under `proc_root` (`/proc` on a box; a fixture directory in tests).
@@ -31,13 +102,10 @@ pub fn read(proc_root: &Path) -> Result<SysInfo> {
     let status = file("1/status")?;
     let uptime = file("uptime")?;
     let field = |text: &str, key: &str, what: &str| -> Result<u64> {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-            .with_context(|| format!("no {key} in {what}"))
+        kib(text, key).with_context(|| format!("no {key}: in {what}"))
     };
-    let total = field(&meminfo, "MemTotal:", "meminfo")?;
-    let available = field(&meminfo, "MemAvailable:", "meminfo")?;
+    let total = field(&meminfo, "MemTotal", "meminfo")?;
+    let available = field(&meminfo, "MemAvailable", "meminfo")?;
     let seconds: f64 = uptime
         .split_whitespace()
         .next()
@@ -47,8 +115,13 @@ pub fn read(proc_root: &Path) -> Result<SysInfo> {
         mem_total_kib: total,
         mem_available_kib: available,
         mem_used_kib: total.saturating_sub(available),
-        pid1_rss_kib: field(&status, "VmRSS:", "1/status")?,
+        pid1_rss_kib: field(&status, "VmRSS", "1/status")?,
         uptime_ms: (seconds * 1000.0) as u64,
+        meminfo: MEMINFO_PARTS
+            .iter()
+            .filter_map(|k| Some(((*k).to_owned(), kib(&meminfo, k)?)))
+            .collect(),
+        processes: processes(proc_root),
     })
 }
 
@@ -66,6 +139,19 @@ pub fn show(json: bool) -> Result<()> {
             info.pid1_rss_kib,
             info.uptime_ms as f64 / 1000.0
         );
+        let parts: Vec<String> = info
+            .meminfo
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        println!("meminfo (KiB): {}", parts.join(", "));
+        println!("{:>7}  {:>9}  {:>9}  name", "pid", "rss KiB", "anon KiB");
+        for p in &info.processes {
+            println!(
+                "{:>7}  {:>9}  {:>9}  {}",
+                p.pid, p.rss_kib, p.anon_kib, p.name
+            );
+        }
     }
     Ok(())
 }
@@ -81,14 +167,23 @@ mod tests {
         std::fs::create_dir(dir.path().join("1")).unwrap();
         std::fs::write(
             dir.path().join("meminfo"),
-            "MemTotal:         498000 kB\nMemFree:          400000 kB\nMemAvailable:     450000 kB\n",
+            "MemTotal:         498000 kB\nMemFree:          400000 kB\nMemAvailable:     450000 kB\n\
+             Shmem:              1200 kB\nAnonPages:          9000 kB\nAnonHugePages:         0 kB\n",
         )
         .unwrap();
         std::fs::write(
             dir.path().join("1/status"),
-            "Name:\tcairn-init\nVmPeak:\t    9000 kB\nVmRSS:\t    3316 kB\n",
+            "Name:\tcairn-init\nVmPeak:\t    9000 kB\nVmRSS:\t    3316 kB\nRssAnon:\t     280 kB\n",
         )
         .unwrap();
+        std::fs::create_dir(dir.path().join("42")).unwrap();
+        std::fs::write(
+            dir.path().join("42/status"),
+            "Name:\thaproxy\nVmRSS:\t    9000 kB\nRssAnon:\t    6000 kB\n",
+        )
+        .unwrap();
+        std::fs::create_dir(dir.path().join("2")).unwrap();
+        std::fs::write(dir.path().join("2/status"), "Name:\tkthreadd\n").unwrap();
         std::fs::write(dir.path().join("uptime"), "12.34 20.00\n").unwrap();
         assert_eq!(
             read(dir.path()).unwrap(),
@@ -98,7 +193,25 @@ mod tests {
                 mem_used_kib: 48000,
                 pid1_rss_kib: 3316,
                 uptime_ms: 12340,
-            }
+                meminfo: [("AnonPages".to_owned(), 9000), ("Shmem".to_owned(), 1200)]
+                    .into_iter()
+                    .collect(),
+                processes: vec![
+                    Process {
+                        pid: 42,
+                        name: "haproxy".into(),
+                        rss_kib: 9000,
+                        anon_kib: 6000
+                    },
+                    Process {
+                        pid: 1,
+                        name: "cairn-init".into(),
+                        rss_kib: 3316,
+                        anon_kib: 280
+                    },
+                ],
+            },
+            "AnonHugePages is not AnonPages; a kernel thread has no resident set"
         );
     }
 

@@ -11,8 +11,19 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+/// One process in `cairnctl sysinfo --json`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ProcessInfo {
+    /// Its name.
+    pub name: String,
+    /// VmRSS (KiB).
+    pub rss_kib: u64,
+    /// RssAnon (KiB).
+    pub anon_kib: u64,
+}
+
 /// What `cairnctl sysinfo --json` prints on the box.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct SysInfo {
     /// MemTotal (KiB).
     pub mem_total_kib: u64,
@@ -24,6 +35,12 @@ pub struct SysInfo {
     pub pid1_rss_kib: u64,
     /// Uptime (ms).
     pub uptime_ms: u64,
+    /// Meminfo parts (KiB); absent from boxes built before cairnctl reported them.
+    #[serde(default)]
+    pub meminfo: std::collections::BTreeMap<String, u64>,
+    /// Processes, largest resident set first.
+    #[serde(default)]
+    pub processes: Vec<ProcessInfo>,
 }
 
 /// The answer to one request, assembled from its lines.

@@ -2,6 +2,7 @@
 //! responders, a client), the VM on a tap of the bridge, a client polling
 //! the box's HTTP frontend every 20 ms, and the console timeline.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -62,12 +63,27 @@ pub struct Subject {
 }
 
 /// Memory after boot.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MemSample {
     /// MemTotal − MemAvailable (KiB).
     pub used_kib: f64,
     /// PID 1's VmRSS (KiB).
     pub pid1_rss_kib: f64,
+    /// Where it goes: meminfo parts such as `AnonPages`, `SUnreclaim` (KiB).
+    pub parts: BTreeMap<String, f64>,
+    /// The largest processes by resident set.
+    pub processes: Vec<ProcSample>,
+}
+
+/// One process's resident memory after boot.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProcSample {
+    /// `Name:` from its status.
+    pub name: String,
+    /// VmRSS (KiB).
+    pub rss_kib: f64,
+    /// RssAnon (KiB).
+    pub anon_kib: f64,
 }
 
 /// What one boot gave.
@@ -79,21 +95,53 @@ pub struct BootRun {
     pub mem: Option<MemSample>,
 }
 
-/// Parses `BENCH-MEM total=<kB> available=<kB> pid1_rss=<kB>`.
+/// Parses `BENCH-MEM total=<kB> available=<kB> pid1_rss=<kB> [<Part>=<kB>…]`.
 pub fn parse_bench_mem(line: &str) -> Option<MemSample> {
     let rest = &line[line.find("BENCH-MEM")? + "BENCH-MEM".len()..];
-    let get = |k: &str| {
-        rest.split_whitespace()
-            .find_map(|w| w.strip_prefix(k))
-            .and_then(|v| v.parse::<f64>().ok())
-    };
-    let total = get("total=")?;
-    let available = get("available=")?;
+    let words: Vec<(&str, f64)> = rest
+        .split_whitespace()
+        .filter_map(|w| {
+            let (k, v) = w.split_once('=')?;
+            Some((k, v.parse::<f64>().ok()?))
+        })
+        .collect();
+    let get = |k: &str| words.iter().find(|(w, _)| *w == k).map(|(_, v)| *v);
+    let total = get("total")?;
+    let available = get("available")?;
     Some(MemSample {
         used_kib: total - available,
-        pid1_rss_kib: get("pid1_rss=")?,
+        pid1_rss_kib: get("pid1_rss")?,
+        parts: words
+            .iter()
+            .filter(|(k, _)| !["total", "available", "pid1_rss"].contains(k))
+            .map(|(k, v)| ((*k).to_owned(), *v))
+            .collect(),
+        processes: Vec::new(),
     })
 }
+
+/// Parses `BENCH-PROCS <name>:<rss kB>:<anon kB> …` (largest first).
+pub fn parse_bench_procs(line: &str) -> Vec<ProcSample> {
+    let Some(at) = line.find("BENCH-PROCS") else {
+        return Vec::new();
+    };
+    line[at + "BENCH-PROCS".len()..]
+        .split_whitespace()
+        .filter_map(|w| {
+            let mut it = w.rsplitn(3, ':');
+            let anon = it.next()?.parse().unwrap_or(0.0);
+            let rss = it.next()?.parse().ok()?;
+            Some(ProcSample {
+                name: it.next()?.to_owned(),
+                rss_kib: rss,
+                anon_kib: anon,
+            })
+        })
+        .collect()
+}
+
+/// How many processes the report lists per boot.
+pub const TOP_PROCESSES: usize = 8;
 
 /// Formats a MAC for `ip neigh`.
 fn mac_text(mac: &[u8; 6]) -> String {
@@ -276,16 +324,38 @@ fn measure(
             Some(MemSample {
                 used_kib: info.mem_used_kib as f64,
                 pid1_rss_kib: info.pid1_rss_kib as f64,
+                parts: info
+                    .meminfo
+                    .iter()
+                    .map(|(k, v)| (k.clone(), *v as f64))
+                    .collect(),
+                processes: info
+                    .processes
+                    .iter()
+                    .take(TOP_PROCESSES)
+                    .map(|p| ProcSample {
+                        name: p.name.clone(),
+                        rss_kib: p.rss_kib as f64,
+                        anon_kib: p.anon_kib as f64,
+                    })
+                    .collect(),
             })
         }
         MemProbe::Console => {
             wait_any(vm, &["BENCH-MEM"], MEM_DELAY + Duration::from_secs(60))?;
-            let line = vm
-                .console_lines()
-                .into_iter()
+            let lines = vm.console_lines();
+            let line = lines
+                .iter()
                 .find(|l| l.text.contains("BENCH-MEM"))
                 .context("BENCH-MEM line vanished")?;
-            Some(parse_bench_mem(&line.text).with_context(|| format!("bad line {:?}", line.text))?)
+            let mut m =
+                parse_bench_mem(&line.text).with_context(|| format!("bad line {:?}", line.text))?;
+            m.processes = lines
+                .iter()
+                .find(|l| l.text.contains("BENCH-PROCS"))
+                .map(|l| parse_bench_procs(&l.text))
+                .unwrap_or_default();
+            Some(m)
         }
     };
     let lines: Vec<(f64, String)> = vm
@@ -305,7 +375,20 @@ mod tests {
 
     #[test]
     fn bench_mem_line() {
-        let m = parse_bench_mem("BENCH-MEM total=480000 available=400000 pid1_rss=11000").unwrap();
+        let m = parse_bench_mem(
+            "BENCH-MEM total=480000 available=400000 pid1_rss=11000 AnonPages=9000 Shmem=700",
+        )
+        .unwrap();
+        assert_eq!(m.parts.get("AnonPages"), Some(&9000.0));
+        assert_eq!(m.parts.len(), 2);
+        let p = parse_bench_procs(
+            "[ 30.1] BENCH-PROCS haproxy:12000:6000 systemd-journal:9000:2100 x:1",
+        );
+        assert_eq!(p.len(), 2, "a word without rss and anon is skipped: {p:?}");
+        assert_eq!(
+            (p[1].name.as_str(), p[1].rss_kib, p[1].anon_kib),
+            ("systemd-journal", 9000.0, 2100.0)
+        );
         assert_eq!(m.used_kib, 80000.0);
         assert_eq!(m.pid1_rss_kib, 11000.0);
         assert!(parse_bench_mem("[   12.1] BENCH-MEM total=1 available=x pid1_rss=2").is_none());

@@ -170,14 +170,30 @@ pub fn debian_haproxy_cfg(cairn: &str) -> String {
 const BENCH_MEM_SCRIPT: &str = r#"#!/bin/sh
 # cairn benchmark: report memory 5 s after haproxy.service started.
 sleep 5
-t=; a=; r=
+t=; a=; r=; parts=
 while read -r k v _; do
-    case "$k" in MemTotal:) t=$v ;; MemAvailable:) a=$v ;; esac
+    case "$k" in
+        MemTotal:) t=$v ;;
+        MemAvailable:) a=$v ;;
+        AnonPages:|Shmem:|Cached:|Buffers:|SReclaimable:|SUnreclaim:|KernelStack:|PageTables:|Percpu:|VmallocUsed:|Mlocked:)
+            parts="$parts ${k%:}=$v" ;;
+    esac
 done < /proc/meminfo
 while read -r k v _; do
     case "$k" in VmRSS:) r=$v ;; esac
 done < /proc/1/status
-echo "BENCH-MEM total=$t available=$a pid1_rss=$r" > /dev/ttyS0
+for d in /proc/[0-9]*; do
+    n=; rss=; an=
+    while read -r k v _; do
+        case "$k" in Name:) n=$v ;; VmRSS:) rss=$v ;; RssAnon:) an=$v ;; esac
+    done < "$d/status" 2>/dev/null
+    [ -n "$rss" ] && echo "$rss ${an:-0} $n"
+done | sort -rn | head -8 | {
+    l=
+    while read -r rss an n; do l="$l $n:$rss:$an"; done
+    echo "BENCH-PROCS$l" > /dev/ttyS0
+}
+echo "BENCH-MEM total=$t available=$a pid1_rss=$r$parts" > /dev/ttyS0
 "#;
 
 const BENCH_MEM_UNIT: &str = "[Unit]
