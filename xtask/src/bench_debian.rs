@@ -106,10 +106,7 @@ fn build_tools() -> Result<(PathBuf, PathBuf)> {
 }
 
 fn cairn_build(cairn: &Path, role: &str, out: &Path) -> Result<()> {
-    let site = crate::bench_image::ROLES
-        .iter()
-        .find(|(r, _)| *r == role)
-        .map_or("examples/site.toml", |(_, s)| s);
+    let site = crate::bench_image::site_of(role);
     step(&format!("cairn build --role {role} --site {site}"));
     run_cmd(
         Command::new(cairn)

@@ -58,7 +58,7 @@ fn build(cairn: &Path, role: &str, out: &Path, cache: Option<&Path>) -> Result<f
 }
 
 /// The example site a role is built from.
-fn site_of(role: &str) -> &'static str {
+pub fn site_of(role: &str) -> &'static str {
     ROLES
         .iter()
         .find(|(r, _)| *r == role)
