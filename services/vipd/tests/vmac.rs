@@ -193,9 +193,15 @@ fn vmac_failovers(net: Net) {
     assert_vip_on_vmac(&c, "b");
 
     // a comes back and preempts; then dies (SIGKILL + cable cut).
+    let back = Instant::now();
     c.start("a");
     c.expect_holders(&["a"], Duration::from_secs(5), "a preempts back");
     assert_vip_on_vmac(&c, "a");
+    // The VIP is on a before its gratuitous ARP re-points the switch's entry for the
+    // virtual MAC (the drain starts in between); a probe started in that gap loses its
+    // first SYN to b. The node-death measurement starts once a has announced.
+    c.wait_announcement("a", back, Duration::from_secs(1))
+        .expect("gratuitous ARP / unsolicited NA from a after it preempted");
     let out = c.start_probe("cl", "death");
     std::thread::sleep(Duration::from_millis(300));
     let t0 = Instant::now();
