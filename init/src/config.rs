@@ -145,6 +145,9 @@ pub struct Service {
     pub log_lines: usize,
     /// Echo output lines to the console, prefixed with the service name.
     pub console: bool,
+    /// CPU scheduling niceness (-20..=19, 0 as PID 1's): a positive value lets the role's
+    /// serving services have the CPU first when both want it (boot, a busy box).
+    pub nice: i32,
 }
 
 /// The whole, validated services file.
@@ -188,6 +191,7 @@ struct RawService {
     start_limit: Option<RawStartLimit>,
     log_lines: Option<usize>,
     console: Option<bool>,
+    nice: Option<i32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -444,6 +448,16 @@ pub fn parse(text: &str, file: &Path, root: &Path) -> Result<ServicesFile, Confi
                 format!("must be between 1 and {MAX_LOG_LINES}"),
             );
         }
+        let nice = raw.nice.unwrap_or(0);
+        if !(-20..=19).contains(&nice) {
+            e("nice", format!("{nice} is not between -20 and 19"));
+        } else if nice < 0 && uid.is_some_and(|u| u != 0) {
+            // The niceness is set after the switch to the service's user.
+            e(
+                "nice",
+                format!("{nice}: only a service running as root may have a negative nice"),
+            );
+        }
         services.push(Service {
             name: raw.name.clone(),
             exec: raw.exec.clone(),
@@ -464,6 +478,7 @@ pub fn parse(text: &str, file: &Path, root: &Path) -> Result<ServicesFile, Confi
             start_limit,
             log_lines,
             console: raw.console.unwrap_or(true),
+            nice,
         });
     }
 
@@ -831,6 +846,7 @@ mod tests {
             start_limit = { burst = 3, interval_ms = 1000, cooldown_ms = 0 }
             log_lines = 10
             console = false
+            nice = 5
             "#,
         );
         let web = &f.services[1];
@@ -848,10 +864,32 @@ mod tests {
         assert_eq!(web.start_limit.burst, 3);
         assert_eq!(web.workdir, PathBuf::from("/etc"));
         assert!(!web.console);
+        assert_eq!(web.nice, 5);
         let net = &f.services[0];
         assert_eq!(net.restart, RestartPolicy::Never);
         assert_eq!(net.ready, Readiness::Started);
         assert_eq!(net.stop_grace_ms, DEFAULT_STOP_GRACE_MS);
+        assert_eq!(net.nice, 0);
+    }
+
+    #[test]
+    fn nice_out_of_range_is_refused() {
+        for (v, what) in [(20, "20"), (-21, "-21")] {
+            let e = parse_err(&format!(
+                "[[service]]\nname = \"a\"\nexec = [\"/bin/daemon\"]\nnice = {v}\n"
+            ));
+            assert!(
+                e[0].contains("nice")
+                    && e[0].contains(&format!("{what} is not between -20 and 19")),
+                "{e:?}"
+            );
+        }
+        let e = parse_err(
+            "[[service]]\nname = \"a\"\nexec = [\"/bin/daemon\"]\nuser = \"haproxy\"\nnice = -5\n",
+        );
+        assert!(e[0].contains("only a service running as root"), "{e:?}");
+        let root = parse_ok("[[service]]\nname = \"a\"\nexec = [\"/bin/daemon\"]\nnice = -5\n");
+        assert_eq!(root.services[0].nice, -5);
     }
 
     #[test]

@@ -73,7 +73,7 @@ pub fn service(
     if let Some(uid) = svc.uid {
         cmd.uid(uid);
     }
-    crate::sys::child_setup(&mut cmd, cgroup_procs.map(|f| f.as_raw_fd()));
+    crate::sys::child_setup(&mut cmd, cgroup_procs.map(|f| f.as_raw_fd()), svc.nice);
     let mut child = cmd.spawn()?;
     let pid = child.id();
     let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
@@ -107,7 +107,7 @@ pub fn probe(argv: &[String]) -> io::Result<u32> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    crate::sys::child_setup(&mut cmd, None);
+    crate::sys::child_setup(&mut cmd, None, 0);
     Ok(cmd.spawn()?.id())
 }
 

@@ -806,6 +806,7 @@ mod tests {
             },
             log_lines: 10,
             console: false,
+            nice: 0,
         }
     }
 

@@ -12,9 +12,9 @@ use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
 /// Runs in the child between fork and exec: empty signal mask (PID 1 blocks
 /// the signals it reads through its signalfd, and the mask survives exec),
 /// new session (own process group, no controlling terminal), join the
-/// service's cgroup, and mark every inherited descriptor above stderr
-/// close-on-exec so nothing leaks.
-pub fn child_setup(cmd: &mut Command, cgroup_procs: Option<RawFd>) {
+/// service's cgroup, set its niceness (when not 0), and mark every inherited
+/// descriptor above stderr close-on-exec so nothing leaks.
+pub fn child_setup(cmd: &mut Command, cgroup_procs: Option<RawFd>, nice: i32) {
     let empty = SigSet::empty();
     let setup = move || -> io::Result<()> {
         sigprocmask(SigmaskHow::SIG_SETMASK, Some(&empty), None).map_err(io::Error::from)?;
@@ -50,6 +50,14 @@ pub fn child_setup(cmd: &mut Command, cgroup_procs: Option<RawFd>) {
                 return Err(io::Error::last_os_error());
             }
         }
+        if nice != 0 {
+            // SAFETY: setpriority(2) on the calling process (who 0) with a plain integer;
+            // a system call without memory arguments, async-signal-safe.
+            let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+            if r != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
         // SAFETY: close_range(2) with CLOSE_RANGE_CLOEXEC only sets flags on
         // descriptors; it is a plain system call, async-signal-safe, and
         // keeps std's exec-error pipe usable until exec.
@@ -67,7 +75,7 @@ pub fn child_setup(cmd: &mut Command, cgroup_procs: Option<RawFd>) {
         Ok(())
     };
     // SAFETY: the closure only makes async-signal-safe system calls
-    // (sigprocmask, rt_sigaction, setsid, write, close_range) on values prepared before the
+    // (sigprocmask, rt_sigaction, setsid, write, setpriority, close_range) on values prepared before the
     // fork, and does not allocate, lock or log.
     unsafe {
         cmd.pre_exec(setup);

@@ -623,3 +623,34 @@ exec = ["/bin/sleep", "1000"]
         lab.log()
     );
 }
+
+#[test]
+fn a_service_runs_at_its_nice_value() {
+    let lab = Lab::start(
+        r#"
+[[service]]
+name = "background"
+exec = ["/bin/sleep", "1001"]
+nice = 7
+
+[[service]]
+name = "serving"
+exec = ["/bin/sleep", "1002"]
+"#,
+    );
+    lab.wait_until("both running", Duration::from_secs(5), || {
+        common::children(lab.init_pid()).len() >= 2
+    });
+    // Field 19 of /proc/<pid>/stat (after the command in parentheses) is the nice value.
+    let nice_of = |arg: &str| -> i32 {
+        let pid = common::children(lab.init_pid())
+            .into_iter()
+            .find(|p| cmdline(*p).contains(arg))
+            .unwrap_or_else(|| panic!("no sleep {arg}"));
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        after.split(' ').nth(16).unwrap().parse().unwrap()
+    };
+    assert_eq!(nice_of("1001"), 7);
+    assert_eq!(nice_of("1002"), 0);
+}

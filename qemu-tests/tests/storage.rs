@@ -12,7 +12,7 @@
 //! Needs root, QEMU and the host's glusterfs-client; fails loudly without.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -157,7 +157,22 @@ fn brick_volfile(dir: &Path, addr: &str) -> PathBuf {
 
 /// Every file written so far must be on every brick, byte for byte.
 fn bricks_hold(ns: &str, dir: &Path, files: &BTreeMap<String, usize>) -> Vec<String> {
+    bricks_hold_except(ns, dir, files, &BTreeSet::new()).0
+}
+
+/// Like [`bricks_hold`], except that a file of `lost` missing from st3's brick is
+/// returned apart (second list) instead of as a problem: files whose write was in flight
+/// when st3 was powered off. AFR clears a create's changelog without syncing the brick,
+/// so such an entry can vanish from the killed brick with no heal pending (docs/storage.md,
+/// "Durability caveat"); its two other copies must still be there.
+fn bricks_hold_except(
+    ns: &str,
+    dir: &Path,
+    files: &BTreeMap<String, usize>,
+    lost: &BTreeSet<String>,
+) -> (Vec<String>, Vec<String>) {
     let mut problems = Vec::new();
+    let mut tolerated = Vec::new();
     for (node, addr) in NODES {
         let vol = brick_volfile(dir, addr);
         let at = dir.join(format!("brick-{node}"));
@@ -166,11 +181,18 @@ fn bricks_hold(ns: &str, dir: &Path, files: &BTreeMap<String, usize>) -> Vec<Str
             match std::fs::read(at.join(name)) {
                 Ok(d) if d == content(name, *len) => {}
                 Ok(d) => problems.push(format!("{node}: {name}: {} bytes differ", d.len())),
+                Err(e)
+                    if node == "st3"
+                        && lost.contains(name)
+                        && e.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    tolerated.push(format!("{node}: {name}: {e}"));
+                }
                 Err(e) => problems.push(format!("{node}: {name}: {e}")),
             }
         }
     }
-    problems
+    (problems, tolerated)
 }
 
 /// `cairnctl storage --json` on a box.
@@ -572,9 +594,13 @@ fn three_boxes_form_a_replica_3_volume_heal_and_survive_reboots() {
 
     // --- Kill st3 while the client writes: every write succeeds.
     let stop = Arc::new(AtomicBool::new(false));
-    let written = Arc::new(Mutex::new(
-        Vec::<(String, usize, Option<String>, f64)>::new(),
-    ));
+    let written = Arc::new(Mutex::new(Vec::<(
+        String,
+        usize,
+        Option<String>,
+        f64,
+        Instant,
+    )>::new()));
     let writer = {
         let (stop, written, mnt) = (stop.clone(), written.clone(), mnt.clone());
         std::thread::spawn(move || {
@@ -591,6 +617,7 @@ fn three_boxes_form_a_replica_3_volume_heal_and_survive_reboots() {
                     len,
                     r.err().map(|e| e.to_string()),
                     t.elapsed().as_secs_f64(),
+                    t,
                 ));
                 i += 1;
                 std::thread::sleep(Duration::from_millis(200));
@@ -600,6 +627,7 @@ fn three_boxes_form_a_replica_3_volume_heal_and_survive_reboots() {
     std::thread::sleep(Duration::from_secs(3));
     let t_kill = Instant::now();
     ok(&cairn(&["lab", "kill", "st3", "--state", &state]));
+    let killed = Instant::now();
     // The VIP moves to a live node (its master-down timer: 3 adverts of 1 s
     // and the skew) and a fresh mount through it works.
     let new_holder = wait_vip_holder(&state, &ns, "st3 killed", Duration::from_secs(60), |m| {
@@ -657,9 +685,16 @@ fn three_boxes_form_a_replica_3_volume_heal_and_survive_reboots() {
         "writes failed while st3 was down: {failed:?}"
     );
     assert!(written.len() >= 20, "too few writes: {}", written.len());
-    for (name, len, _, _) in &written {
+    for (name, len, _, _, _) in &written {
         files.insert(name.clone(), *len);
     }
+    // Writes that began before st3's power-off ended and ended after it began.
+    let in_flight: BTreeSet<String> = written
+        .iter()
+        .filter(|w| w.4 <= killed && w.4 + Duration::from_secs_f64(w.3) >= t_kill)
+        .map(|w| w.0.clone())
+        .collect();
+    eprintln!("writes in flight when st3 was powered off: {in_flight:?}");
 
     // Self-heal brings st3's brick up to date. How long it takes here varies a lot: 99.6 s,
     // 182 s and more than 300 s in three runs on this 2-core TCG machine (the last entries
@@ -667,15 +702,20 @@ fn three_boxes_form_a_replica_3_volume_heal_and_survive_reboots() {
     // heal that never completes from hanging the suite; the time is reported below.
     let t_heal = Instant::now();
     wait_verdict(&state, "st1", "healthy", Duration::from_secs(900));
-    let mut problems = bricks_hold(&ns, &dir, &files);
+    let (mut problems, mut lost) = bricks_hold_except(&ns, &dir, &files, &in_flight);
     while !problems.is_empty() && t_heal.elapsed() < Duration::from_secs(300) {
         std::thread::sleep(Duration::from_secs(3));
-        problems = bricks_hold(&ns, &dir, &files);
+        (problems, lost) = bricks_hold_except(&ns, &dir, &files, &in_flight);
     }
     assert!(
         problems.is_empty(),
-        "bricks differ after heal: {problems:?}"
+        "bricks differ after heal: {problems:?} (tolerated: {lost:?})"
     );
+    if !lost.is_empty() {
+        eprintln!(
+            "NOTE missing from the powered-off brick with no heal pending (in flight at the power-off; intact on st1 and st2 and through the volume): {lost:?}"
+        );
+    }
     eprintln!(
         "FIGURE self-heal: st3 ready {back_s:.1} s after `lab start`; bricks identical {:.1} s after that",
         t_heal.elapsed().as_secs_f64()
@@ -759,7 +799,7 @@ fn three_boxes_form_a_replica_3_volume_heal_and_survive_reboots() {
         );
     }
     drop(m);
-    let p = bricks_hold(&ns, &dir, &files);
+    let (p, _) = bricks_hold_except(&ns, &dir, &files, &in_flight);
     assert!(p.is_empty(), "bricks differ at the end: {p:?}");
     // Passed: take the lab down and drop its images and overlays (a failed
     // run keeps them for diagnosis; `Down` still removes the lab).

@@ -10,7 +10,8 @@
 //!   privileged tests). The kill is placed at a fixed phase after one of `a`'s adverts
 //!   seen on the bridge; run `r` of `n` uses phase `(r + ½) / n` of the interval for both
 //!   daemons, so the advert phase varies over the runs but never between the two daemons.
-//! - graceful stop: SIGTERM to `a` (it resigns with priority 0).
+//! - graceful stop: SIGTERM to `a` (it resigns with priority 0), placed at phase
+//!   `(r + ½) / n` of the client's 10 ms request grid, the same phases for both daemons.
 //!
 //! Measured from the kill / SIGTERM: VIP present on `b` (labnet's `AddrWatch`), first
 //! answer from `b`'s responder to a client in `cl` starting a request to the VIP every 10 ms,
@@ -46,7 +47,8 @@ const VRID: u8 = 51;
 const PROBE_EVERY: Duration = Duration::from_millis(10);
 /// One request's limit (connect, send, read), as in the privileged tests; shorter limits
 /// (50 ms) were tried and counted stalls of a loaded two-core machine as failed requests,
-/// even before any failover. [`PROBE_WORKERS`] × [`PROBE_EVERY`] must cover it.
+/// even before any failover. [`PROBE_WORKERS`] × [`PROBE_EVERY`] must exceed it, so a
+/// request that times out still ends before its thread's next slot.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(100);
 /// Gratuitous ARPs are counted from the kill until this long after the VIP arrived on the
 /// backup: cairn-vipd's five rounds 200 ms apart and keepalived's first burst of five
@@ -240,14 +242,21 @@ struct Timed {
 /// [`PROBE_EVERY`] (a single sequential client, like `cairn-lab-probe`, samples it once
 /// per timeout). Requests use `cairn_labnet::http::get`; in-process, so the timestamps
 /// share the clock of the kill and of the address observer.
+///
+/// Every request starts on a fixed grid (`grid` + k × [`PROBE_EVERY`]), whatever the
+/// answers: when requests time out, threads that restarted at once after each timeout
+/// drifted off the grid and sampled the end of an outage more densely than a run
+/// without failed requests, which favoured the daemon whose clients saw failures.
 struct Prober {
+    /// The first slot of the request grid.
+    grid: Instant,
     stop: Arc<AtomicBool>,
     attempts: Arc<Mutex<Vec<Timed>>>,
     threads: Vec<JoinHandle<Result<(), String>>>,
 }
 
 /// Client threads: one request in flight each, one started every [`PROBE_EVERY`] overall.
-const PROBE_WORKERS: u32 = 10;
+const PROBE_WORKERS: u32 = 11;
 
 impl Prober {
     fn start(netns: &str, target: SocketAddr) -> Result<Self> {
@@ -256,6 +265,7 @@ impl Prober {
         let first = Instant::now() + Duration::from_millis(20);
         let period = PROBE_EVERY * PROBE_WORKERS;
         let mut prober = Prober {
+            grid: first,
             stop,
             attempts,
             threads: Vec::new(),
@@ -277,7 +287,12 @@ impl Prober {
                             std::thread::sleep(next - now);
                             continue;
                         }
-                        next = (next + period).max(now);
+                        // The next slot of this thread; one is skipped only if a request
+                        // overran it (a stall of the machine: the timeout is shorter).
+                        next += period;
+                        while next <= now {
+                            next += period;
+                        }
                         let result = cairn_labnet::http::get(target, PROBE_TIMEOUT);
                         let t = Timed {
                             start: now,
@@ -292,6 +307,16 @@ impl Prober {
             prober.threads.push(thread);
         }
         Ok(prober)
+    }
+
+    /// The moment `phase` (0..1) of a grid period after the first grid slot at or after `t`.
+    fn slot_after(&self, t: Instant, phase: f64) -> Instant {
+        let since = t.saturating_duration_since(self.grid);
+        let every = PROBE_EVERY.as_nanos();
+        let k = since.as_nanos().div_ceil(every);
+        self.grid
+            + Duration::from_nanos(u64::try_from(k * every).unwrap_or(u64::MAX))
+            + PROBE_EVERY.mul_f64(phase)
     }
 
     /// When the first answer with `body` that ended at or after `since` arrived.
@@ -471,6 +496,10 @@ fn run_once(
             t0
         }
         Scenario::Graceful => {
+            let at = prober.slot_after(Instant::now(), phase);
+            if let Some(wait) = at.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
             let t0 = Instant::now();
             vrrpd::terminate(&bed.lab, "a")?;
             t0
@@ -767,9 +796,11 @@ pub fn markdown(r: &FailoverReport) -> String {
          (cairn-labnet). Every run is a fresh lab; runs alternate between the daemons. \
          Node death = SIGKILL of the master's daemon, then its cable is cut; the kill is \
          placed at phase (r + ½)/n of the interval after one of the master's adverts, the \
-         same phases for both daemons. Graceful = SIGTERM. A client in a third namespace \
-         starts a `GET /` to the VIP every 10 ms ({} client threads taking turns, each \
-         waiting for its request, {} ms timeout, so an outage is sampled every 10 ms); both \
+         same phases for both daemons. Graceful = SIGTERM, placed at phase (r + ½)/n of the \
+         client's 10 ms request grid, the same phases for both daemons. A client in a third \
+         namespace starts a `GET /` to the VIP every 10 ms, always on the same grid ({} client \
+         threads taking turns, each waiting for its request, {} ms timeout, so an outage is \
+         sampled every 10 ms and the grid does not drift when requests fail); both \
          nodes run a responder answering with their name. Gratuitous ARPs are counted from the event until {} ms \
          after the VIP arrived; failed requests are those that ended after the event. \
          Cells: median / min / max; ratio = cairn-vipd median / keepalived median. Goals \
