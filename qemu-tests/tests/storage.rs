@@ -162,9 +162,9 @@ fn bricks_hold(ns: &str, dir: &Path, files: &BTreeMap<String, usize>) -> Vec<Str
 
 /// Like [`bricks_hold`], except that a file of `lost` missing from st3's brick is
 /// returned apart (second list) instead of as a problem: files whose write was in flight
-/// when st3 was powered off. AFR clears a create's changelog without syncing the brick,
-/// so such an entry can vanish from the killed brick with no heal pending (docs/storage.md,
-/// "Durability caveat"); its two other copies must still be there.
+/// when st3 was powered off. Such an entry can vanish from the killed brick with no heal
+/// pending (seen once; most likely AFR clears a create's changelog before the brick has
+/// committed it: docs/storage.md, "Durability caveat"); its two other copies must be there.
 fn bricks_hold_except(
     ns: &str,
     dir: &Path,

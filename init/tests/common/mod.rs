@@ -36,6 +36,58 @@ pub struct Lab {
     pub control: PathBuf,
     child: Option<Child>,
     pub started: Instant,
+    /// Dropped after the child is killed (field order).
+    _cgroup: Option<LabCgroup>,
+}
+
+/// A cgroup of its own for one lab's PID 1. cairn-init makes its services' cgroups
+/// (`<name>.service`) under its own cgroup; labs running in parallel from one test
+/// process would otherwise share them, and one lab's `cgroup.kill` of its `worker`
+/// killed another lab's `worker`.
+struct LabCgroup {
+    path: PathBuf,
+}
+
+impl LabCgroup {
+    /// A fresh cgroup beside the test process's own, or `None` without cgroup2.
+    fn new() -> Option<Self> {
+        let own = cairn_init::cgroup::Cgroups::detect(
+            &std::fs::read_to_string("/proc/self/mountinfo").ok()?,
+            &std::fs::read_to_string("/proc/self/cgroup").ok()?,
+        )?;
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let path = own
+            .path("x")
+            .parent()?
+            .join(format!("cairn-test-{}-{n}", std::process::id()));
+        std::fs::create_dir(&path)
+            .unwrap_or_else(|e| panic!("cannot create the lab's cgroup {}: {e}", path.display()));
+        Some(Self { path })
+    }
+}
+
+impl Drop for LabCgroup {
+    fn drop(&mut self) {
+        // The namespace's processes are dying: retry while the groups are still busy.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let subs: Vec<PathBuf> = std::fs::read_dir(&self.path)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect();
+            for s in subs {
+                let _ = std::fs::remove_dir(s);
+            }
+            if std::fs::remove_dir(&self.path).is_ok() || Instant::now() > deadline {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Lab {
@@ -62,7 +114,19 @@ impl Lab {
         std::fs::write(&file, text).unwrap();
         let control = dir.path().join("run/control.sock");
         let log = std::fs::File::create(dir.path().join("init.log")).unwrap();
-        let child = Command::new("/usr/bin/unshare")
+        let cgroup = LabCgroup::new();
+        // The shell joins the lab's cgroup and becomes unshare, whose children inherit it.
+        let mut cmd = match &cgroup {
+            Some(cg) => {
+                let mut c = Command::new("/bin/sh");
+                c.args(["-c", "echo $$ > \"$0\" && exec \"$@\""])
+                    .arg(cg.path.join("cgroup.procs"))
+                    .arg("/usr/bin/unshare");
+                c
+            }
+            None => Command::new("/usr/bin/unshare"),
+        };
+        let child = cmd
             .args(["--pid", "--fork", "--mount-proc", "--net", "--kill-child"])
             .arg(env!("CARGO_BIN_EXE_cairn-init"))
             .arg("--services")
@@ -81,6 +145,7 @@ impl Lab {
             control,
             child: Some(child),
             started: Instant::now(),
+            _cgroup: cgroup,
         };
         lab.wait_until("control socket answers", Duration::from_secs(10), || {
             lab.try_ctl(&["status", "--json"]).status.success()
