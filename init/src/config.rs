@@ -146,7 +146,7 @@ pub struct Service {
     /// Echo output lines to the console, prefixed with the service name.
     pub console: bool,
     /// CPU scheduling niceness (-20..=19, 0 as PID 1's): a positive value lets the role's
-    /// serving services have the CPU first when both want it (boot, a busy box).
+    /// serving services have the CPU first when both want it (housekeeping such as updates).
     pub nice: i32,
 }
 
